@@ -1,24 +1,153 @@
 package signalling
 
 import (
+	"log/slog"
 	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/livekit/protocol/livekit"
+
+	"github.com/stoa-rtc/stoa/sfu"
 )
+
+// Version is the LiveKit server version whose client protocol Stoa speaks.
+// Clients gate features on it: livekit-client refuses RPC below 1.8.0.
+const Version = "1.9.0"
+
+// protocolVersion is the signal protocol announced in ServerInfo (the
+// clients of PROTOCOL.md send 17).
+const protocolVersion = 16
 
 // Server speaks LiveKit's client protocol over HTTP and WebSocket and drives
 // the SFU. It is an http.Handler; mount it at the root of the listener.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg      Config
+	log      *slog.Logger
+	sfu      *sfu.SFU
+	mux      *http.ServeMux
+	upgrader websocket.Upgrader
+	wg       sync.WaitGroup // signal connections being served
+
+	mu     sync.Mutex // guards the following fields
+	rooms  map[string]*room
+	closed bool
 }
 
 // NewServer builds a Server and binds the media plane's sockets.
 func NewServer(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.EmptyTimeout <= 0 {
+		cfg.EmptyTimeout = 5 * time.Minute
+	}
+	if cfg.DepartureTimeout <= 0 {
+		cfg.DepartureTimeout = 20 * time.Second
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = newID("ND_")
+	}
+	if cfg.RTC.Logger == nil {
+		cfg.RTC.Logger = cfg.Logger.With("component", "sfu")
+	}
+	media, err := sfu.New(cfg.RTC)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		sfu:   media,
+		mux:   http.NewServeMux(),
+		rooms: map[string]*room{},
+		upgrader: websocket.Upgrader{
+			// Browsers join from any origin (an embedded Element Call, a
+			// meeting page); the access token is the credential.
+			CheckOrigin:       func(*http.Request) bool { return true },
+			EnableCompression: true,
+		},
+	}
+	s.mux.HandleFunc("GET /rtc", s.handleRTC(false))
+	s.mux.HandleFunc("GET /rtc/v1", s.handleRTC(true))
+	s.mux.HandleFunc("GET /rtc/validate", s.handleValidate(false))
+	s.mux.HandleFunc("GET /rtc/v1/validate", s.handleValidate(true))
+	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		_, _ = w.Write([]byte("OK"))
+	})
 	return s, nil
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	withCORS(s.mux).ServeHTTP(w, r)
+}
 
-// Close disconnects every participant and releases the media plane's sockets.
-func (s *Server) Close() error { return nil }
+// Handle mounts h at pattern next to the signalling routes (for the
+// authorisation service and the web client).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// room returns the room named name, creating it if create is set.
+func (s *Server) room(name string, create bool) *room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	r := s.rooms[name]
+	if r == nil && create {
+		r = newRoom(s, name)
+		s.rooms[name] = r
+		r.log.Info("room created")
+	}
+	return r
+}
+
+func (s *Server) dropRoom(r *room) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rooms[r.name] == r {
+		delete(s.rooms, r.name)
+	}
+}
+
+// Close disconnects every participant (they are told to reconnect, as for
+// a server shutdown) and releases the media plane's sockets.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		r.mu.Lock()
+		ps := make([]*participant, 0, len(r.participants))
+		for _, p := range r.participants {
+			ps = append(ps, p)
+		}
+		r.mu.Unlock()
+		for _, p := range ps {
+			p.close(livekit.DisconnectReason_SERVER_SHUTDOWN, livekit.LeaveRequest_RECONNECT, false)
+		}
+		r.close(livekit.DisconnectReason_SERVER_SHUTDOWN)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("signal connections still open at shutdown")
+	}
+	return s.sfu.Close()
+}

@@ -1,0 +1,139 @@
+package sfu
+
+import (
+	"fmt"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Header extension URIs the SFU negotiates.
+const (
+	extAudioLevel = "urn:ietf:params:rtp-hdrext:ssrc-audio-level" // RFC 6464, for active speakers
+	extMid        = "urn:ietf:params:rtp-hdrext:sdes:mid"         // RFC 8843 §15
+)
+
+// The payload types follow LiveKit's (proto: codecs) so SDP stays familiar
+// to anyone debugging against a LiveKit deployment.
+func registerCodecs(me *webrtc.MediaEngine) error {
+	videoFB := []webrtc.RTCPFeedback{
+		{Type: webrtc.TypeRTCPFBGoogREMB},
+		{Type: webrtc.TypeRTCPFBTransportCC},
+		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+		{Type: webrtc.TypeRTCPFBNACK},
+		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+	}
+	// usedtx=1 in our answer turns on Opus DTX in the browser's sender
+	// (RFC 7587 §7; PROTOCOL.md §5.1), which Element Call relies on.
+	audio := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine:  "minptime=10;useinbandfec=1;usedtx=1",
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBNACK}, {Type: webrtc.TypeRTCPFBTransportCC}},
+		}, PayloadType: 111},
+	}
+	type vc struct {
+		mime string
+		fmtp string
+		pt   webrtc.PayloadType
+	}
+	video := []vc{
+		{webrtc.MimeTypeVP8, "", 96},
+		{webrtc.MimeTypeVP9, "profile-id=0", 98},
+		{webrtc.MimeTypeVP9, "profile-id=2", 100},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 125},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", 127},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 108},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032", 123},
+		{webrtc.MimeTypeAV1, "", 35},
+	}
+	for _, c := range audio {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return fmt.Errorf("sfu: register %s: %w", c.MimeType, err)
+		}
+	}
+	for _, c := range video {
+		p := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: c.mime, ClockRate: 90000, SDPFmtpLine: c.fmtp, RTCPFeedback: videoFB,
+		}, PayloadType: c.pt}
+		if err := me.RegisterCodec(p, webrtc.RTPCodecTypeVideo); err != nil {
+			return fmt.Errorf("sfu: register %s: %w", c.mime, err)
+		}
+		// RTX (RFC 4588) on PT+1: browsers retransmit on it; pion unwraps it
+		// before TrackRemote.Read, and answers our subscribers' NACKs on it.
+		rtx := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.pt),
+		}, PayloadType: c.pt + 1}
+		if err := me.RegisterCodec(rtx, webrtc.RTPCodecTypeVideo); err != nil {
+			return fmt.Errorf("sfu: register rtx: %w", err)
+		}
+	}
+	for _, ext := range []string{extMid, extAudioLevel} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: ext}, webrtc.RTPCodecTypeAudio); err != nil {
+			return fmt.Errorf("sfu: register %s: %w", ext, err)
+		}
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: extMid}, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("sfu: register %s: %w", extMid, err)
+	}
+	// rid and repaired-rid let pion demultiplex rid-based simulcast.
+	for _, ext := range []string{sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: ext}, webrtc.RTPCodecTypeVideo,
+			webrtc.RTPTransceiverDirectionRecvonly); err != nil {
+			return fmt.Errorf("sfu: register %s: %w", ext, err)
+		}
+	}
+	return nil
+}
+
+// registerInterceptors installs the RTP/RTCP machinery the SFU relies on:
+// NACK generation toward publishers and answering subscribers' NACKs from a
+// send history, receiver and sender reports, and transport-wide congestion
+// control feedback to publishers (without it Chrome's estimate stays low and
+// it never sends its top simulcast layer; PROTOCOL.md §5.3). pion's stats
+// interceptor is left out: it costs work on every packet.
+func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return err
+	}
+	// 1024 packets is ~1 s of 720p video: enough for a NACK round trip on
+	// any network a call survives.
+	resp, err := nack.NewResponderInterceptor(nack.ResponderSize(1024))
+	if err != nil {
+		return err
+	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	ir.Add(gen)
+	ir.Add(resp)
+
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return err
+	}
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return err
+	}
+	ir.Add(rr)
+	ir.Add(sr)
+
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
+		return err
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return err
+	}
+	tw, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		return err
+	}
+	ir.Add(tw)
+	return nil
+}

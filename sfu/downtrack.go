@@ -1,0 +1,257 @@
+package sfu
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/stoa-rtc/stoa/sfu/internal/rtpx"
+)
+
+// DownTrack is one subscriber's copy of an UpTrack. It implements
+// webrtc.TrackLocal: pion binds it to the subscriber's RTPSender, and it
+// writes straight to the sender's interceptor chain, so each packet is
+// rewritten once and never parsed again (STYLE §2).
+//
+// The subscriber sees one stream with one SSRC whatever simulcast layer is
+// forwarded; the switch from one layer to another happens at a keyframe of
+// the target layer and is hidden by rewriting sequence numbers, timestamps
+// and VP8 picture ids.
+type DownTrack struct {
+	current atomic.Int32 // layer being forwarded; -1 before the first keyframe
+	target  atomic.Int32 // layer wanted
+	paused  atomic.Bool
+
+	up       *UpTrack
+	id       string
+	streamID string
+	vp8      bool
+	clock    uint32
+
+	mu      sync.Mutex // guards the following fields
+	bound   bool
+	closed  bool
+	ssrc    webrtc.SSRC
+	pt      webrtc.PayloadType
+	writer  webrtc.TrackLocalWriter
+	munger  rtpx.Munger
+	vp8m    rtpx.VP8Munger
+	vp8d    rtpx.VP8
+	hdr     rtp.Header
+	ext     [4]rtp.Extension // backing array for interceptors' extensions
+	scratch [receiveMTU]byte // rewritten VP8 payload
+	sender  *webrtc.RTPSender
+}
+
+// NewDownTrack makes a subscriber's copy of u. streamID is the msid stream
+// id the subscriber's SDK expects ("PA_…|TR_…" for LiveKit clients). The
+// DownTrack starts forwarding once it is bound to a sender and attached with
+// Attach.
+func (u *UpTrack) NewDownTrack(streamID string, layer int) *DownTrack {
+	d := &DownTrack{
+		up:       u,
+		id:       u.id,
+		streamID: streamID,
+		vp8:      u.ckind == rtpx.CodecVP8,
+		clock:    u.codec.ClockRate,
+	}
+	d.current.Store(-1)
+	d.target.Store(int32(d.clampLayer(layer)))
+	return d
+}
+
+// ID implements webrtc.TrackLocal: the track sid.
+func (d *DownTrack) ID() string { return d.id }
+
+// RID implements webrtc.TrackLocal; a DownTrack is never simulcast.
+func (d *DownTrack) RID() string { return "" }
+
+// StreamID implements webrtc.TrackLocal.
+func (d *DownTrack) StreamID() string { return d.streamID }
+
+// Kind implements webrtc.TrackLocal.
+func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
+
+// UpTrack is the track this DownTrack copies.
+func (d *DownTrack) UpTrack() *UpTrack { return d.up }
+
+// Bind implements webrtc.TrackLocal. It picks the subscriber's payload type
+// for the publisher's codec; a subscriber that did not negotiate it gets
+// ErrNoCodec and no media.
+func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	want := d.up.codec
+	var match *webrtc.RTPCodecParameters
+	for _, c := range ctx.CodecParameters() {
+		if !strings.EqualFold(c.MimeType, want.MimeType) {
+			continue
+		}
+		if c.SDPFmtpLine == want.SDPFmtpLine {
+			match = &c
+			break
+		}
+		if match == nil {
+			match = &c
+		}
+	}
+	if match == nil {
+		return webrtc.RTPCodecParameters{}, ErrNoCodec
+	}
+	d.mu.Lock()
+	d.ssrc = ctx.SSRC()
+	d.pt = match.PayloadType
+	d.writer = ctx.WriteStream()
+	d.bound = true
+	d.current.Store(-1)
+	d.mu.Unlock()
+	d.up.RequestKeyframe(int(d.target.Load()))
+	return *match, nil
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.mu.Lock()
+	d.bound = false
+	d.writer = nil
+	d.mu.Unlock()
+	return nil
+}
+
+// attach starts forwarding from the UpTrack and reads the subscriber's RTCP
+// on sender until it closes. Called once by the Peer that owns sender.
+func (d *DownTrack) attach(sender *webrtc.RTPSender) {
+	d.mu.Lock()
+	d.sender = sender
+	d.mu.Unlock()
+	d.up.addDownTrack(d)
+	go d.rtcpLoop(sender)
+}
+
+// detach stops forwarding. The RTCP loop ends when pion stops the sender.
+func (d *DownTrack) detach() {
+	d.up.removeDownTrack(d)
+	d.mu.Lock()
+	d.closed = true
+	d.bound = false
+	d.writer = nil
+	d.mu.Unlock()
+}
+
+func (d *DownTrack) upClosed() {
+	d.mu.Lock()
+	d.bound = false
+	d.mu.Unlock()
+}
+
+// rtcpLoop reads the subscriber's RTCP. Reading is what drives pion's
+// interceptors (NACK responder, report handling); PLI and FIR become a
+// throttled keyframe request toward the publisher.
+func (d *DownTrack) rtcpLoop(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				layer := d.current.Load()
+				if layer < 0 {
+					layer = d.target.Load()
+				}
+				d.up.RequestKeyframe(int(layer))
+			}
+		}
+	}
+}
+
+func (d *DownTrack) clampLayer(layer int) int {
+	n := d.up.LayerCount()
+	return min(max(layer, 0), n-1)
+}
+
+// SetLayer selects the simulcast layer to forward (0 = lowest), clamped to
+// the layers the publisher sends. The switch happens at the next keyframe of
+// that layer, which is requested now.
+func (d *DownTrack) SetLayer(layer int) {
+	layer = d.clampLayer(layer)
+	if d.target.Swap(int32(layer)) == int32(layer) {
+		return
+	}
+	if d.current.Load() != int32(layer) {
+		d.up.RequestKeyframe(layer)
+	}
+}
+
+// Layer is the layer being forwarded, or -1 while waiting for a keyframe.
+func (d *DownTrack) Layer() int { return int(d.current.Load()) }
+
+// TargetLayer is the layer requested with SetLayer.
+func (d *DownTrack) TargetLayer() int { return int(d.target.Load()) }
+
+// SetPaused stops or resumes forwarding (a subscriber's disabled track, a
+// muted publication). Resuming waits for a keyframe, which is requested.
+func (d *DownTrack) SetPaused(paused bool) {
+	if d.paused.Swap(paused) == paused {
+		return
+	}
+	if !paused {
+		d.current.Store(-1)
+		d.up.RequestKeyframe(int(d.target.Load()))
+	}
+}
+
+// writeRTP forwards one packet of layer. h and payload belong to the
+// caller's read loop and are only read; switchable says the packet may start
+// the stream (a keyframe start for video, any packet for audio). arrival is
+// the packet's receive time in unix nanoseconds.
+//
+// Called by UpTrack read loops; layers meet under mu only while a switch is
+// under way. Allocates nothing.
+func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switchable bool, arrival int64) {
+	if d.paused.Load() {
+		return
+	}
+	if layer != d.current.Load() && (!switchable || layer != d.target.Load()) {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.bound || d.writer == nil {
+		return
+	}
+	if layer != d.current.Load() {
+		if !switchable || layer != d.target.Load() {
+			return
+		}
+		d.munger.Switch(h, arrival, d.clock)
+		if d.vp8 {
+			d.vp8m.Switch()
+		}
+		d.current.Store(layer)
+	}
+	sn, ts, ok := d.munger.Rewrite(h, arrival)
+	if !ok {
+		return
+	}
+	out := payload
+	if d.vp8 && d.vp8d.Unmarshal(payload) == nil {
+		if b, err := d.vp8m.Rewrite(&d.vp8d, payload, d.scratch[:0]); err == nil {
+			out = b
+		}
+	}
+	d.hdr = rtp.Header{
+		Version:        2,
+		Padding:        h.Padding,
+		Marker:         h.Marker,
+		PayloadType:    uint8(d.pt),
+		SequenceNumber: sn,
+		Timestamp:      ts,
+		SSRC:           uint32(d.ssrc),
+		Extensions:     d.ext[:0],
+	}
+	_, _ = d.writer.WriteRTP(&d.hdr, out)
+}

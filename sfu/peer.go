@@ -1,0 +1,435 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// PeerConfig configures one PeerConnection. Callbacks are called from the
+// Peer's loop goroutine, in order, so a description is always delivered
+// before the candidates gathered for it. They must not block and must not
+// call back into the Peer synchronously.
+type PeerConfig struct {
+	// ServerOffers makes this the side that offers (LiveKit's dual-PC
+	// subscriber connection). Otherwise the client offers and the server
+	// answers (publisher connection, or LiveKit's single PC).
+	ServerOffers bool
+	// OnDescription delivers a local offer or answer. id echoes the client's
+	// offer id for answers and counts the server's offers.
+	OnDescription func(desc webrtc.SessionDescription, id uint32, midToTrack map[string]string)
+	// OnCandidate delivers a local ICE candidate.
+	OnCandidate func(c webrtc.ICECandidateInit)
+	// OnTrack is called when a remote stream starts (for simulcast, once
+	// per layer). Called from pion's goroutine.
+	OnTrack func(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver)
+	// OnDataChannel is called for data channels the client opens.
+	OnDataChannel func(dc *webrtc.DataChannel)
+	// OnState reports connection state changes.
+	OnState func(webrtc.PeerConnectionState)
+	// OnNeedOffer asks the client for a new offer carrying at least this many
+	// more receive-only audio and video sections (client-offers mode only).
+	OnNeedOffer func(audios, videos int)
+	Logger      *slog.Logger
+}
+
+// Peer is one PeerConnection. One goroutine, the loop, owns its
+// negotiation: every operation is queued to it (STYLE rule 14), so offers,
+// answers, candidates and track changes never interleave.
+type Peer struct {
+	pc   *webrtc.PeerConnection
+	cfg  PeerConfig
+	log  *slog.Logger
+	wake chan struct{} // size 1: a pending-work signal, coalesced
+	done chan struct{}
+
+	mu     sync.Mutex // guards the following fields
+	queue  []func()
+	closed bool
+
+	// Owned by the loop goroutine.
+	remoteCandidates []webrtc.ICECandidateInit
+	offering         bool   // a server offer awaits its answer
+	renegotiate      bool   // another offer is due after that answer
+	restartICE       bool   // the next offer restarts ICE
+	offerID          uint32 // id of the last server offer
+	pending          []*DownTrack
+	senders          map[*DownTrack]*webrtc.RTPSender
+	trackOfMid       map[string]string
+}
+
+// NewPeer creates a PeerConnection and starts its loop.
+func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = s.log
+	}
+	pc, err := s.api.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
+	}
+	p := &Peer{
+		pc:         pc,
+		cfg:        cfg,
+		log:        log,
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		senders:    map[*DownTrack]*webrtc.RTPSender{},
+		trackOfMid: map[string]string{},
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil || cfg.OnCandidate == nil {
+			return
+		}
+		init := c.ToJSON()
+		p.enqueue(func() { cfg.OnCandidate(init) })
+	})
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		if cfg.OnTrack != nil {
+			cfg.OnTrack(t, r)
+		}
+	})
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		if cfg.OnDataChannel != nil {
+			cfg.OnDataChannel(dc)
+		}
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if cfg.OnState != nil {
+			p.enqueue(func() { cfg.OnState(st) })
+		}
+	})
+	go p.loop()
+	return p, nil
+}
+
+// PeerConnection exposes the underlying connection for reading state and
+// RTCP writes. Negotiation must go through the Peer's methods.
+func (p *Peer) PeerConnection() *webrtc.PeerConnection { return p.pc }
+
+// WriteRTCP sends RTCP on the connection; it implements RTCPWriter.
+func (p *Peer) WriteRTCP(pkts []rtcp.Packet) error { return p.pc.WriteRTCP(pkts) }
+
+func (p *Peer) enqueue(f func()) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.queue = append(p.queue, f)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// call runs f on the loop and waits for its result.
+func (p *Peer) call(f func() error) error {
+	errc := make(chan error, 1)
+	if !p.enqueue(func() { errc <- f() }) {
+		return ErrClosed
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-p.done:
+		return ErrClosed
+	}
+}
+
+func (p *Peer) loop() {
+	for {
+		select {
+		case <-p.wake:
+		case <-p.done:
+			return
+		}
+		for {
+			p.mu.Lock()
+			if len(p.queue) == 0 {
+				p.mu.Unlock()
+				break
+			}
+			f := p.queue[0]
+			p.queue[0] = nil
+			p.queue = p.queue[1:]
+			p.mu.Unlock()
+			f()
+		}
+	}
+}
+
+// HandleOffer applies the client's offer and delivers the answer through
+// OnDescription with the same id. Subscriptions waiting for a media section
+// (client-offers mode) are attached to the offer's free receive-only
+// sections first.
+func (p *Peer) HandleOffer(sdp string, id uint32) error {
+	return p.call(func() error {
+		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+			return fmt.Errorf("sfu: apply offer: %w", err)
+		}
+		p.flushCandidates()
+		if !p.cfg.ServerOffers {
+			p.attachPending()
+		}
+		answer, err := p.pc.CreateAnswer(nil)
+		if err != nil {
+			return fmt.Errorf("sfu: create answer: %w", err)
+		}
+		if err := p.pc.SetLocalDescription(answer); err != nil {
+			return fmt.Errorf("sfu: apply answer: %w", err)
+		}
+		if p.cfg.OnDescription != nil {
+			p.cfg.OnDescription(*p.pc.LocalDescription(), id, p.midMap())
+		}
+		if !p.cfg.ServerOffers && len(p.pending) > 0 && p.cfg.OnNeedOffer != nil {
+			p.cfg.OnNeedOffer(p.pendingCounts())
+		}
+		return nil
+	})
+}
+
+// HandleAnswer applies the client's answer to the last server offer.
+func (p *Peer) HandleAnswer(sdp string) error {
+	return p.call(func() error {
+		if !p.offering {
+			return errors.New("sfu: answer without an offer")
+		}
+		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+			return fmt.Errorf("sfu: apply answer: %w", err)
+		}
+		p.offering = false
+		p.flushCandidates()
+		if p.renegotiate {
+			p.renegotiate = false
+			p.negotiate()
+		}
+		return nil
+	})
+}
+
+// AddCandidate adds a remote ICE candidate, holding it until a remote
+// description exists.
+func (p *Peer) AddCandidate(c webrtc.ICECandidateInit) {
+	p.enqueue(func() {
+		if p.pc.RemoteDescription() == nil {
+			// A client trickles only for descriptions it sent; bound the
+			// backlog so a hostile one cannot grow it forever.
+			if len(p.remoteCandidates) < 256 {
+				p.remoteCandidates = append(p.remoteCandidates, c)
+			}
+			return
+		}
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.log.Debug("bad remote candidate", "err", err)
+		}
+	})
+}
+
+func (p *Peer) flushCandidates() {
+	for _, c := range p.remoteCandidates {
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.log.Debug("bad remote candidate", "err", err)
+		}
+	}
+	p.remoteCandidates = nil
+}
+
+// Negotiate starts a server offer (server-offers mode); with restartICE the
+// offer carries new ICE credentials (a resumed session).
+func (p *Peer) Negotiate(restartICE bool) {
+	p.enqueue(func() {
+		if restartICE {
+			p.restartICE = true
+		}
+		p.negotiate()
+	})
+}
+
+func (p *Peer) negotiate() {
+	if !p.cfg.ServerOffers {
+		return
+	}
+	if p.offering {
+		p.renegotiate = true
+		return
+	}
+	var opts *webrtc.OfferOptions
+	if p.restartICE {
+		opts = &webrtc.OfferOptions{ICERestart: true}
+		p.restartICE = false
+	}
+	offer, err := p.pc.CreateOffer(opts)
+	if err != nil {
+		p.log.Warn("create offer failed", "err", err)
+		return
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		p.log.Warn("apply offer failed", "err", err)
+		return
+	}
+	p.offering = true
+	p.offerID++
+	if p.cfg.OnDescription != nil {
+		p.cfg.OnDescription(*p.pc.LocalDescription(), p.offerID, p.midMap())
+	}
+}
+
+// AddDownTrack subscribes this connection to d. In server-offers mode it
+// adds a send-only section and offers; otherwise d waits for the client's
+// next offer, which OnNeedOffer asks for.
+func (p *Peer) AddDownTrack(d *DownTrack) {
+	p.enqueue(func() {
+		if _, ok := p.senders[d]; ok {
+			return
+		}
+		if p.cfg.ServerOffers {
+			tr, err := p.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+			if err != nil {
+				p.log.Warn("add transceiver failed", "track", d.ID(), "err", err)
+				return
+			}
+			p.senders[d] = tr.Sender()
+			d.attach(tr.Sender())
+			p.negotiate()
+			return
+		}
+		p.pending = append(p.pending, d)
+		if p.cfg.OnNeedOffer != nil {
+			p.cfg.OnNeedOffer(p.pendingCounts())
+		}
+	})
+}
+
+// RemoveDownTrack unsubscribes d. Its media section is turned inactive by
+// the next negotiation and not reused (re-using sections of encrypted tracks
+// can confuse a receiver's decryptor; PROTOCOL.md §5.7).
+func (p *Peer) RemoveDownTrack(d *DownTrack) {
+	p.enqueue(func() {
+		for i, x := range p.pending {
+			if x == d {
+				p.pending = append(p.pending[:i], p.pending[i+1:]...)
+				return
+			}
+		}
+		s, ok := p.senders[d]
+		if !ok {
+			return
+		}
+		delete(p.senders, d)
+		d.detach()
+		if err := p.pc.RemoveTrack(s); err != nil {
+			p.log.Debug("remove track failed", "track", d.ID(), "err", err)
+		}
+		for mid, id := range p.trackOfMid {
+			if id == d.ID() {
+				delete(p.trackOfMid, mid)
+			}
+		}
+		if p.cfg.ServerOffers {
+			p.negotiate()
+		} else if p.cfg.OnNeedOffer != nil {
+			p.cfg.OnNeedOffer(0, 0)
+		}
+	})
+}
+
+// attachPending binds waiting DownTracks to the offer's free receive-only
+// sections of their kind.
+func (p *Peer) attachPending() {
+	if len(p.pending) == 0 {
+		return
+	}
+	free := map[webrtc.RTPCodecType]int{}
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Sender() == nil && t.Direction() == webrtc.RTPTransceiverDirectionSendonly && t.Mid() != "" {
+			free[t.Kind()]++
+		}
+	}
+	var rest []*DownTrack
+	for _, d := range p.pending {
+		if free[d.Kind()] == 0 {
+			rest = append(rest, d)
+			continue
+		}
+		sender, err := p.pc.AddTrack(d)
+		if err != nil {
+			p.log.Warn("attach track failed", "track", d.ID(), "err", err)
+			continue
+		}
+		free[d.Kind()]--
+		p.senders[d] = sender
+		d.attach(sender)
+	}
+	p.pending = rest
+}
+
+func (p *Peer) pendingCounts() (audios, videos int) {
+	for _, d := range p.pending {
+		if d.Kind() == webrtc.RTPCodecTypeAudio {
+			audios++
+		} else {
+			videos++
+		}
+	}
+	return audios, videos
+}
+
+// midMap maps each media section carrying a DownTrack to its track id, as
+// LiveKit's mid_to_track_id.
+func (p *Peer) midMap() map[string]string {
+	for _, t := range p.pc.GetTransceivers() {
+		s := t.Sender()
+		if s == nil || s.Track() == nil || t.Mid() == "" {
+			continue
+		}
+		if d, ok := s.Track().(*DownTrack); ok {
+			p.trackOfMid[t.Mid()] = d.ID()
+		}
+	}
+	m := make(map[string]string, len(p.trackOfMid))
+	for k, v := range p.trackOfMid {
+		m[k] = v
+	}
+	return m
+}
+
+// CreateDataChannel opens a server-side data channel.
+func (p *Peer) CreateDataChannel(label string, init *webrtc.DataChannelInit) (*webrtc.DataChannel, error) {
+	return p.pc.CreateDataChannel(label, init)
+}
+
+// Close closes the connection and stops the loop. Forwarding to this
+// connection's DownTracks stops. Closing twice is a no-op.
+func (p *Peer) Close() error {
+	var closeErr error
+	err := p.call(func() error {
+		closeErr = p.pc.Close()
+		for d := range p.senders {
+			d.detach()
+		}
+		p.senders = map[*DownTrack]*webrtc.RTPSender{}
+		p.pending = nil
+		return nil
+	})
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		p.queue = nil
+		close(p.done)
+	}
+	p.mu.Unlock()
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	return closeErr
+}

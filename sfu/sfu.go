@@ -1,0 +1,119 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// SFU owns the media plane: the shared ICE sockets and the webrtc.API every
+// Peer is built from. Create it with New and release it with Close.
+type SFU struct {
+	cfg     Config
+	log     *slog.Logger
+	api     *webrtc.API
+	udpConn net.PacketConn
+	tcpLn   net.Listener
+	udpMux  ice.UDPMux
+	tcpMux  ice.TCPMux
+}
+
+// New binds the ICE UDP (and, unless disabled, TCP) ports and prepares the
+// codecs and interceptors that every Peer uses.
+func New(cfg Config) (*SFU, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &SFU{cfg: cfg, log: log}
+	lf := newLoggerFactory(log)
+
+	udpConn, err := net.ListenPacket("udp", net.JoinHostPort(cfg.BindIP, strconv.Itoa(cfg.UDPPort)))
+	if err != nil {
+		return nil, fmt.Errorf("sfu: listen ICE UDP: %w", err)
+	}
+	s.udpConn = udpConn
+	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: udpConn})
+
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetICEUDPMux(s.udpMux)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.TCPPort >= 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindIP, strconv.Itoa(cfg.TCPPort)))
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sfu: listen ICE TCP: %w", err)
+		}
+		s.tcpLn = ln
+		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, 32)
+		se.SetICETCPMux(s.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(networks)
+	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	// Clients behind mDNS-obfuscated host candidates reach us as
+	// peer-reflexive candidates; we never multicast queries ourselves.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if len(cfg.NodeIPs) > 0 {
+		se.SetNAT1To1IPs(cfg.NodeIPs, webrtc.ICECandidateTypeHost)
+	}
+	if cfg.BindIP != "" {
+		bind := net.ParseIP(cfg.BindIP)
+		if bind != nil && !bind.IsUnspecified() {
+			se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(bind) })
+		}
+	}
+	// Browsers may renegotiate often; keep the data channels' SCTP usable
+	// for LiveKit's 64 KB packets (PROTOCOL.md §5.6).
+	se.SetSCTPMaxMessageSize(65536)
+
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		s.Close()
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := registerInterceptors(me, ir); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
+	log.Info("media plane listening", "udp", udpConn.LocalAddr().String(), "tcp", s.TCPAddr())
+	return s, nil
+}
+
+// UDPAddr is the address of the ICE UDP mux.
+func (s *SFU) UDPAddr() net.Addr { return s.udpConn.LocalAddr() }
+
+// TCPAddr is the address of the ICE-TCP listener, or "" when disabled.
+func (s *SFU) TCPAddr() string {
+	if s.tcpLn == nil {
+		return ""
+	}
+	return s.tcpLn.Addr().String()
+}
+
+// Close releases the ICE sockets. Peers must be closed first.
+func (s *SFU) Close() error {
+	var first error
+	if s.udpMux != nil {
+		first = s.udpMux.Close()
+	} else if s.udpConn != nil {
+		first = s.udpConn.Close()
+	}
+	if s.tcpMux != nil {
+		if err := s.tcpMux.Close(); err != nil && first == nil {
+			first = err
+		}
+	} else if s.tcpLn != nil {
+		if err := s.tcpLn.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -1,0 +1,250 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/stoa-rtc/stoa/sfu/internal/rtpx"
+)
+
+// MaxLayers is the number of simulcast layers a track may have: LiveKit's
+// q, h and f (PROTOCOL.md §5.2).
+const MaxLayers = 3
+
+// keyframeInterval throttles keyframe requests toward a publisher per layer.
+// A PLI makes the encoder spend bits on an intra frame; several subscribers
+// asking at once (a join storm, a layer switch) need only one. Chrome itself
+// ignores PLIs closer than ~300 ms apart (libwebrtc
+// video_send_stream's minimum keyframe request interval).
+const keyframeInterval = 300 * time.Millisecond
+
+// receiveMTU bounds one received RTP packet. pion's own receive MTU is 1460.
+const receiveMTU = 1500
+
+// RTCPWriter sends RTCP toward a publisher. *webrtc.PeerConnection is one.
+type RTCPWriter interface {
+	WriteRTCP(pkts []rtcp.Packet) error
+}
+
+// UpTrack is one published track: a single media section of a publisher's
+// PeerConnection, received as one RTP stream per simulcast layer. It fans
+// every received packet out to its DownTracks.
+//
+// Methods are safe for concurrent use.
+type UpTrack struct {
+	downs      atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read per packet
+	layerCount atomic.Int32
+
+	id    string
+	kind  webrtc.RTPCodecType
+	log   *slog.Logger
+	codec webrtc.RTPCodecParameters
+	ckind rtpx.Codec
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex // guards the following fields
+	layers [MaxLayers]*upLayer
+	closed bool
+}
+
+// upLayer is one received RTP stream (one RID) and the goroutine that reads it.
+type upLayer struct {
+	lastKeyframeRequest atomic.Int64 // unix nanos
+	up                  *UpTrack
+	index               int32
+	remote              *webrtc.TrackRemote
+	rtcp                RTCPWriter
+}
+
+// NewUpTrack makes an UpTrack named id (a LiveKit TR_ sid) for media
+// received with codec. layers is the number of simulcast layers the
+// publisher announced (1 for audio and non-simulcast video).
+func NewUpTrack(id string, kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters, layers int, log *slog.Logger) *UpTrack {
+	if log == nil {
+		log = slog.Default()
+	}
+	u := &UpTrack{id: id, kind: kind, codec: codec, ckind: rtpx.CodecFromMime(codec.MimeType), log: log}
+	u.downs.Store(&[]*DownTrack{})
+	u.SetLayerCount(layers)
+	return u
+}
+
+// ID is the track's sid.
+func (u *UpTrack) ID() string { return u.id }
+
+// Kind is audio or video.
+func (u *UpTrack) Kind() webrtc.RTPCodecType { return u.kind }
+
+// Codec is the codec the publisher sends.
+func (u *UpTrack) Codec() webrtc.RTPCodecParameters { return u.codec }
+
+// LayerCount is the number of simulcast layers the track has.
+func (u *UpTrack) LayerCount() int { return int(u.layerCount.Load()) }
+
+// SetLayerCount records how many simulcast layers the publisher sends,
+// clamped to 1..MaxLayers.
+func (u *UpTrack) SetLayerCount(n int) {
+	n = min(max(n, 1), MaxLayers)
+	u.layerCount.Store(int32(n))
+}
+
+// AddLayer starts reading remote as simulcast layer index (0 = lowest).
+// w carries keyframe requests for that layer back to the publisher. It
+// returns an error if the track is closed or the layer is already present.
+func (u *UpTrack) AddLayer(index int, remote *webrtc.TrackRemote, w RTCPWriter) error {
+	if index < 0 || index >= MaxLayers {
+		return errors.New("sfu: layer index out of range")
+	}
+	l := &upLayer{up: u, index: int32(index), remote: remote, rtcp: w}
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return ErrClosed
+	}
+	if u.layers[index] != nil {
+		u.mu.Unlock()
+		return errors.New("sfu: layer already present")
+	}
+	u.layers[index] = l
+	u.wg.Add(1)
+	u.mu.Unlock()
+	go l.readLoop()
+	// Subscribers may have asked for this layer before it existed.
+	l.requestKeyframe()
+	return nil
+}
+
+// HasLayer reports whether layer index is being received.
+func (u *UpTrack) HasLayer(index int) bool {
+	if index < 0 || index >= MaxLayers {
+		return false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.layers[index] != nil
+}
+
+// AddDownTrack starts forwarding to d.
+func (u *UpTrack) addDownTrack(d *DownTrack) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := *u.downs.Load()
+	next := make([]*DownTrack, 0, len(old)+1)
+	next = append(next, old...)
+	next = append(next, d)
+	u.downs.Store(&next)
+}
+
+// removeDownTrack stops forwarding to d.
+func (u *UpTrack) removeDownTrack(d *DownTrack) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := *u.downs.Load()
+	next := make([]*DownTrack, 0, len(old))
+	for _, x := range old {
+		if x != d {
+			next = append(next, x)
+		}
+	}
+	u.downs.Store(&next)
+}
+
+// RequestKeyframe asks the publisher for a keyframe on layer, throttled.
+func (u *UpTrack) RequestKeyframe(layer int) {
+	if u.kind != webrtc.RTPCodecTypeVideo || layer < 0 || layer >= MaxLayers {
+		return
+	}
+	u.mu.Lock()
+	l := u.layers[layer]
+	u.mu.Unlock()
+	if l != nil {
+		l.requestKeyframe()
+	}
+}
+
+func (l *upLayer) requestKeyframe() {
+	if l.up.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := l.lastKeyframeRequest.Load()
+	if now-last < int64(keyframeInterval) || !l.lastKeyframeRequest.CompareAndSwap(last, now) {
+		return
+	}
+	pli := &rtcp.PictureLossIndication{MediaSSRC: uint32(l.remote.SSRC())}
+	if err := l.rtcp.WriteRTCP([]rtcp.Packet{pli}); err != nil {
+		l.up.log.Debug("keyframe request failed", "layer", l.index, "err", err)
+	}
+}
+
+// readLoop is the one goroutine per received stream (STYLE §2): it owns buf,
+// parses each packet in place and hands the same header and payload to every
+// subscriber. It ends when pion closes the stream.
+func (l *upLayer) readLoop() {
+	u := l.up
+	defer u.wg.Done()
+	buf := make([]byte, receiveMTU)
+	var h rtp.Header
+	video := u.kind == webrtc.RTPCodecTypeVideo
+	var malformed uint64
+	for {
+		n, _, err := l.remote.Read(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				u.log.Debug("layer read ended", "layer", l.index, "err", err)
+			}
+			return
+		}
+		hlen, err := h.Unmarshal(buf[:n])
+		if err != nil {
+			malformed++
+			if malformed%100 == 1 {
+				u.log.Debug("dropping malformed RTP", "layer", l.index, "count", malformed, "err", err)
+			}
+			continue
+		}
+		payload := buf[hlen:n]
+		media := payload
+		if h.Padding && len(payload) > 0 {
+			pad := int(payload[len(payload)-1])
+			if pad > len(payload) {
+				continue
+			}
+			media = payload[:len(payload)-pad]
+		}
+		// Audio can be switched to at any packet; video only at a keyframe.
+		switchable := !video || (len(media) > 0 && rtpx.IsKeyframe(u.ckind, media))
+		arrival := time.Now().UnixNano()
+		for _, d := range *u.downs.Load() {
+			d.writeRTP(l.index, &h, payload, switchable, arrival)
+		}
+	}
+}
+
+// Close stops forwarding and waits for the read loops, which end once the
+// publisher's PeerConnection or transceiver has stopped. Closing twice is a
+// no-op.
+func (u *UpTrack) Close() {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return
+	}
+	u.closed = true
+	u.mu.Unlock()
+	downs := *u.downs.Swap(&[]*DownTrack{})
+	for _, d := range downs {
+		d.upClosed()
+	}
+}
+
+// Wait blocks until every read loop has returned.
+func (u *UpTrack) Wait() { u.wg.Wait() }
