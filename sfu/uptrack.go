@@ -42,6 +42,8 @@ type RTCPWriter interface {
 type UpTrack struct {
 	downs      atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read per packet
 	layerCount atomic.Int32
+	levelID    atomic.Uint32 // audio level extension id; 0 = not negotiated
+	level      audioLevel
 
 	id    string
 	kind  webrtc.RTPCodecType
@@ -219,6 +221,11 @@ func (l *upLayer) readLoop() {
 				continue
 			}
 			media = payload[:len(payload)-pad]
+		}
+		if id := u.levelID.Load(); id != 0 {
+			if ext := h.GetExtension(uint8(id)); len(ext) > 0 {
+				u.level.observe(ext[0] & 0x7f)
+			}
 		}
 		// Audio can be switched to at any packet; video only at a keyframe.
 		switchable := !video || (len(media) > 0 && rtpx.IsKeyframe(u.ckind, media))

@@ -211,6 +211,7 @@ func (p *participant) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 		}
 		codec := remote.Codec()
 		up := sfu.NewUpTrack(ti.Sid, remote.Kind(), codec, layers, p.log.With("track", ti.Sid))
+		up.ObserveAudioLevels(receiver)
 		ti.MimeType = codec.MimeType
 		for _, c := range ti.Codecs {
 			c.MimeType = codec.MimeType

@@ -21,6 +21,7 @@ type room struct {
 	created time.Time
 	sif     []byte // sif_trailer: marks frames the SFU injects into E2EE tracks
 	log     *slog.Logger
+	stop    chan struct{} // closed when the room closes
 
 	mu           sync.Mutex              // guards the following fields
 	participants map[string]*participant // by identity
@@ -36,11 +37,13 @@ func newRoom(s *Server, name string) *room {
 		created:      time.Now(),
 		sif:          make([]byte, 8),
 		participants: map[string]*participant{},
+		stop:         make(chan struct{}),
 	}
 	_, _ = rand.Read(r.sif)
 	r.log = s.log.With("room", name, "room_sid", r.sid)
 	// A room nobody joins closes after the empty timeout.
 	r.closeTimer = time.AfterFunc(s.cfg.EmptyTimeout, r.closeIfEmpty)
+	go r.speakerLoop()
 	return r
 }
 
@@ -146,6 +149,7 @@ func (r *room) closeIfEmpty() {
 	}
 	r.closed = true
 	r.mu.Unlock()
+	close(r.stop)
 	r.s.dropRoom(r)
 	r.log.Info("room closed")
 }
@@ -166,6 +170,7 @@ func (r *room) close(reason livekit.DisconnectReason) {
 		ps = append(ps, p)
 	}
 	r.mu.Unlock()
+	close(r.stop)
 	for _, p := range ps {
 		p.close(reason, livekit.LeaveRequest_DISCONNECT, false)
 	}
