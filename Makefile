@@ -1,0 +1,49 @@
+# Stoa. "make run" starts a development server, "make test" runs every check.
+
+GO ?= go
+# Go files, without web/node_modules (some npm packages ship Go code).
+GOFILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './web/node_modules/*')
+
+.PHONY: all build web run test test-deps fmt fmt-check lint clean
+
+all: build
+
+build: web
+	$(GO) build -o bin/stoa ./cmd/stoa
+
+# The web client is built by web/Makefile once it exists.
+web:
+	@if [ -f web/Makefile ]; then $(MAKE) -C web; fi
+
+run: build
+	./bin/stoa serve --dev
+
+# web first: the browser tests (and later the embedded client) need its bundle.
+test: test-deps web
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+
+# Install what the tests need, only when missing or out of date. npm ci
+# rewrites web/node_modules/.package-lock.json, so it serves as a stamp.
+NPM_STAMP = web/node_modules/.package-lock.json
+test-deps:
+	@if [ -f web/package-lock.json ] && { [ ! -f $(NPM_STAMP) ] || \
+	    [ web/package-lock.json -nt $(NPM_STAMP) ] || [ web/package.json -nt $(NPM_STAMP) ]; }; then \
+		echo "cd web && npm ci"; \
+		(cd web && npm ci --no-audit --no-fund --ignore-scripts) && touch $(NPM_STAMP); \
+	fi
+
+fmt:
+	gofmt -w $(GOFILES)
+
+fmt-check:
+	@out=$$(gofmt -l $(GOFILES)); \
+	if [ -n "$$out" ]; then echo "gofmt needed (run make fmt):"; echo "$$out"; exit 1; fi
+
+lint: fmt-check
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null 2>&1; then echo staticcheck ./...; staticcheck ./...; \
+	else echo "staticcheck not installed; skipped"; fi
+
+clean:
+	rm -rf bin

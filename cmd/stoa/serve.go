@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/stoa-rtc/stoa/signalling"
+)
+
+const (
+	// shutdownTimeout bounds how long serve waits for HTTP requests in
+	// flight after a signal. WebSockets are hijacked and not waited for;
+	// signalling.Server.Close ends them. It stays below systemd's default
+	// TimeoutStopSec of 90s (deploy/stoa.service sets 20s).
+	shutdownTimeout = 10 * time.Second
+	// readHeaderTimeout drops clients that open a connection and never
+	// finish their request headers (slowloris). It does not limit WebSockets.
+	readHeaderTimeout = 10 * time.Second
+)
+
+// serve runs the server until ctx is done, then shuts it down.
+func serve(ctx context.Context, args []string, sys system) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(sys.stderr)
+	dev := fs.Bool("dev", false, "development mode: listen on 127.0.0.1, API key devkey, secret secret, debug log")
+	path := fs.String("config", "", "YAML config `file`")
+	var binds []string
+	fs.Func("bind", "listen on this IP `address` for HTTP and ICE (repeatable; overrides the config)", func(s string) error {
+		binds = append(binds, s)
+		return nil
+	})
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	cfg, err := loadConfig(loadOptions{dev: *dev, path: *path, getenv: sys.getenv, binds: binds})
+	if err != nil {
+		return err
+	}
+	level, _ := cfg.logLevel() // validated by loadConfig
+	logger := slog.New(slog.NewTextHandler(sys.stderr, &slog.HandlerOptions{Level: level}))
+	for _, k := range cfg.weakKeys() {
+		logger.Warn("API secret is shorter than 32 characters; use a long random one", "key", k)
+	}
+	if cfg.dev {
+		logger.Warn("development mode: do not expose this server", "key", devKey)
+	}
+
+	srv, err := signalling.NewServer(cfg.signalling(logger))
+	if err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	listeners, err := listen(ctx, cfg.httpAddrs())
+	if err != nil {
+		return errors.Join(err, srv.Close())
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	// One slot per listener so that no Serve goroutine blocks on sending
+	// its error after serve stopped receiving.
+	errc := make(chan error, len(listeners))
+	addrs := make([]net.Addr, len(listeners))
+	for i, l := range listeners {
+		addrs[i] = l.Addr()
+		go func() { errc <- hs.Serve(l) }()
+	}
+	logger.Info("HTTP listening", "addrs", addrs)
+	if sys.ready != nil {
+		sys.ready(addrs)
+	}
+
+	var serveErr error
+	pending := len(listeners)
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case serveErr = <-errc:
+		pending--
+		// serve returns serveErr; main reports it.
+		logger.Info("shutting down after an HTTP server error")
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	shutdownErr := hs.Shutdown(sctx)
+	if shutdownErr != nil {
+		shutdownErr = fmt.Errorf("HTTP shutdown: %w", errors.Join(shutdownErr, hs.Close()))
+	}
+	for ; pending > 0; pending-- {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = err
+		}
+	}
+	closeErr := srv.Close()
+	if closeErr != nil {
+		closeErr = fmt.Errorf("close server: %w", closeErr)
+	}
+	if serveErr != nil {
+		serveErr = fmt.Errorf("HTTP server: %w", serveErr)
+	}
+	err = errors.Join(serveErr, shutdownErr, closeErr)
+	if err == nil {
+		logger.Info("stopped")
+	}
+	return err
+}
+
+// listen opens a TCP listener on each address, or none.
+func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
+	var lc net.ListenConfig
+	listeners := make([]net.Listener, 0, len(addrs))
+	for _, a := range addrs {
+		l, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		listeners = append(listeners, l)
+	}
+	return listeners, nil
+}
