@@ -132,8 +132,11 @@ func (s *subscription) layerFor(req *livekit.UpdateTrackSettings) int {
 	if len(layers) > n {
 		layers = layers[:n]
 	}
+	layer := n - 1
 	if (req.Width > 0 || req.Height > 0) && len(layers) > 0 {
-		return sfu.LayerForDimensions(layers, req.Width, req.Height)
+		layer = sfu.LayerForDimensions(layers, req.Width, req.Height)
+	} else if q := sfu.LayerForQuality(n, int(req.Quality)); q >= 0 {
+		layer = q
 	}
-	return sfu.LayerForQuality(n, int(req.Quality))
+	return max(layer, 0)
 }
