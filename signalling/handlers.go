@@ -126,6 +126,12 @@ func (p *participant) handleUpdateMetadata(m *livekit.UpdateParticipantMetadata)
 		}
 		p.info.Attributes = attrs
 	}
+	// Refresh tokens carry the participant's current values (as LiveKit).
+	claims := p.params.Claims.Clone()
+	claims.Name = p.info.Name
+	claims.Metadata = p.info.Metadata
+	claims.Attributes = p.info.Attributes
+	p.params.Claims = claims
 	info := p.changedLocked()
 	p.mu.Unlock()
 	p.announce(info)

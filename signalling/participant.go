@@ -373,7 +373,10 @@ func (p *participant) sendRefreshToken() {
 	if !ok {
 		return
 	}
-	tok, err := mintToken(p.params.APIKey, secret, p.params.Claims, refreshTTL(p.params.ExpiresAt, time.Now()))
+	p.mu.Lock()
+	claims := p.params.Claims
+	p.mu.Unlock()
+	tok, err := mintToken(p.params.APIKey, secret, claims, refreshTTL(p.params.ExpiresAt, time.Now()))
 	if err != nil {
 		p.log.Warn("cannot mint refresh token", "err", err)
 		return

@@ -192,6 +192,12 @@ func (s *Server) serve(p *participant, c *wsConn) {
 			return
 		}
 		if err := validateSignalRequest(req); err != nil {
+			if m := req.GetUpdateMetadata(); m != nil {
+				// Too large a metadata update is refused, not fatal (as LiveKit).
+				p.rejectRequest(livekit.RequestResponse_LIMIT_EXCEEDED, err.Error(),
+					&livekit.RequestResponse{RequestId: m.RequestId})
+				continue
+			}
 			p.log.Info("closing session after invalid message", "err", err)
 			p.closeWith(c, livekit.DisconnectReason_UNKNOWN_REASON, websocket.ClosePolicyViolation, err.Error())
 			return
