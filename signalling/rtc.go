@@ -183,7 +183,7 @@ func (s *Server) serve(p *participant, c *wsConn) {
 			case errors.As(err, &pe):
 				p.log.Info("closing session after malformed message", "err", err)
 				p.closeWith(c, livekit.DisconnectReason_UNKNOWN_REASON, websocket.CloseUnsupportedData, pe.Error())
-			case errors.Is(err, websocket.ErrReadLimit):
+			case errors.Is(err, errMessageTooLarge):
 				p.log.Info("closing session after oversized message")
 				p.closeWith(c, livekit.DisconnectReason_UNKNOWN_REASON, websocket.CloseMessageTooBig, "signal message too large")
 			default:

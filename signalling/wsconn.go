@@ -2,6 +2,7 @@ package signalling
 
 import (
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -24,7 +25,10 @@ const (
 	leaveDrain = 250 * time.Millisecond
 )
 
-var errSlowClient = errors.New("signalling: client too slow, responses dropped")
+var (
+	errSlowClient      = errors.New("signalling: client too slow, responses dropped")
+	errMessageTooLarge = errors.New("signal message too large")
+)
 
 // wsConn is one client's WebSocket. Responses are queued without blocking
 // and written by one writer goroutine in order; reads happen on the
@@ -42,7 +46,6 @@ type wsConn struct {
 }
 
 func newWSConn(ws *websocket.Conn) *wsConn {
-	ws.SetReadLimit(maxSignalMessage)
 	c := &wsConn{ws: ws, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go c.writeLoop()
 	return c
@@ -153,9 +156,18 @@ func (c *wsConn) writeLoop() {
 // read returns the next client request. Text frames are accepted as
 // protojson, as LiveKit does.
 func (c *wsConn) read() (*livekit.SignalRequest, error) {
-	typ, b, err := c.ws.ReadMessage()
+	// The size is checked here rather than with gorilla's read limit, which
+	// would close the socket before the client could be sent a leave.
+	typ, r, err := c.ws.NextReader()
 	if err != nil {
 		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxSignalMessage+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSignalMessage {
+		return nil, errMessageTooLarge
 	}
 	req := &livekit.SignalRequest{}
 	switch typ {
