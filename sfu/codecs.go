@@ -17,7 +17,7 @@ const (
 	extMid        = "urn:ietf:params:rtp-hdrext:sdes:mid"         // RFC 8843 §15
 )
 
-// The payload types follow LiveKit's (proto: codecs) so SDP stays familiar
+// Payload types are the ones browsers commonly use (Opus 111, VP8 96), so SDP stays familiar
 // to anyone debugging against a LiveKit deployment.
 func registerCodecs(me *webrtc.MediaEngine) error {
 	videoFB := []webrtc.RTCPFeedback{
@@ -41,15 +41,17 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		fmtp string
 		pt   webrtc.PayloadType
 	}
+	// Each video codec's RTX (RFC 4588) takes PT+1, so the pairs must stay
+	// below 127 and clear of Opus' 111.
 	video := []vc{
 		{webrtc.MimeTypeVP8, "", 96},
 		{webrtc.MimeTypeVP9, "profile-id=0", 98},
 		{webrtc.MimeTypeVP9, "profile-id=2", 100},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 125},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", 127},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 102},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 104},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", 106},
 		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 108},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032", 123},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032", 112},
 		{webrtc.MimeTypeAV1, "", 35},
 	}
 	for _, c := range audio {
