@@ -23,6 +23,8 @@ type Config struct {
 	DepartureTimeout time.Duration
 	// NodeID names this node in ServerInfo. Default: a random ND_ id.
 	NodeID string
+	// Observer, if set, is told about participants joining and leaving.
+	Observer Observer
 	// Logger receives the server's logs. nil means slog.Default().
 	Logger *slog.Logger
 }

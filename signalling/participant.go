@@ -324,7 +324,10 @@ func (p *participant) close(reason livekit.DisconnectReason, action livekit.Leav
 	p.mu.Unlock()
 	p.stopOnce.Do(func() { close(p.stop) })
 
-	p.room.remove(p)
+	current := p.room.remove(p)
+	if o := p.room.s.cfg.Observer; o != nil && current {
+		o.ParticipantLeft(p.room.name, p.identity)
+	}
 	for _, q := range p.room.all() {
 		for _, t := range published {
 			q.unsubscribe(t.info.Sid)

@@ -91,6 +91,9 @@ func (s *Server) join(c *wsConn, params *joinParams) {
 		old.close(livekit.DisconnectReason_DUPLICATE_IDENTITY, livekit.LeaveRequest_DISCONNECT, true)
 	}
 	p.log.Info("participant joined", "single_pc", p.single)
+	if o := s.cfg.Observer; o != nil {
+		o.ParticipantJoined(r.name, p.identity)
+	}
 	go p.refreshLoop()
 
 	if !p.single {
