@@ -1,0 +1,4 @@
+package auth
+
+// routes mounts the HTTP endpoints. (Being written.)
+func (s *Service) routes() {}
