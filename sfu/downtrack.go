@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -22,9 +23,11 @@ import (
 // the target layer and is hidden by rewriting sequence numbers, timestamps
 // and VP8 picture ids.
 type DownTrack struct {
-	current atomic.Int32 // layer being forwarded; -1 before the first keyframe
-	target  atomic.Int32 // layer wanted
-	paused  atomic.Bool
+	current    atomic.Int32 // layer being forwarded; -1 before the first keyframe
+	target     atomic.Int32 // layer wanted
+	paused     atomic.Bool
+	ready      atomic.Bool  // the subscriber's transport is connected
+	lastKeyReq atomic.Int64 // arrival time of the last keyframe request, unix nanos
 
 	up       *UpTrack
 	id       string
@@ -173,6 +176,23 @@ func (d *DownTrack) clampLayer(layer int) int {
 	return min(max(layer, 0), n-1)
 }
 
+// setReady records whether the subscriber's transport can carry media. pion
+// drops what is written before DTLS is up, so a keyframe written then would
+// be lost: becoming ready restarts the stream at a fresh keyframe.
+func (d *DownTrack) setReady(ready bool) {
+	if d.ready.Swap(ready) == ready || !ready {
+		return
+	}
+	d.current.Store(-1)
+	d.up.RequestKeyframe(int(d.target.Load()))
+}
+
+// keyframeRetry is how long a subscriber waits for the keyframe it asked
+// for before asking again: a PLI or the keyframe itself may be lost, and
+// browsers send no periodic keyframes. Longer than the publisher-side
+// throttle so retries are not swallowed by it.
+const keyframeRetry = 500 * time.Millisecond
+
 // SetLayer selects the simulcast layer to forward (0 = lowest), clamped to
 // the layers the publisher sends. The switch happens at the next keyframe of
 // that layer, which is requested now.
@@ -212,11 +232,20 @@ func (d *DownTrack) SetPaused(paused bool) {
 // Called by UpTrack read loops; layers meet under mu only while a switch is
 // under way. Allocates nothing.
 func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switchable bool, arrival int64) {
-	if d.paused.Load() {
+	if d.paused.Load() || !d.ready.Load() {
 		return
 	}
-	if layer != d.current.Load() && (!switchable || layer != d.target.Load()) {
-		return
+	if layer != d.current.Load() {
+		if layer != d.target.Load() {
+			return
+		}
+		if !switchable {
+			// Waiting for a keyframe of the target layer.
+			if last := d.lastKeyReq.Load(); arrival-last > int64(keyframeRetry) && d.lastKeyReq.CompareAndSwap(last, arrival) {
+				d.up.RequestKeyframe(int(layer))
+			}
+			return
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -80,6 +80,7 @@ func newBoundDownTrack(t testing.TB, layers int, w webrtc.TrackLocalWriter) *Dow
 	if codec.PayloadType != 120 {
 		t.Fatalf("bound payload type %d, want 120", codec.PayloadType)
 	}
+	d.setReady(true)
 	return d
 }
 
@@ -189,6 +190,23 @@ func TestDownTrackNeverModifiesSharedPayload(t *testing.T) {
 	}
 }
 
+func TestDownTrackWaitsForTransport(t *testing.T) {
+	rec := &recorder{}
+	d := newBoundDownTrack(t, 1, rec)
+	d.setReady(false)
+	src := &layerSource{h: rtp.Header{Version: 2, SSRC: 7, SequenceNumber: 1}, pid: 1}
+	h, p := src.next(true, true)
+	d.writeRTP(0, h, p, true, 1) // lost by pion before DTLS: not written
+	d.setReady(true)
+	h, p = src.next(false, true)
+	d.writeRTP(0, h, p, false, 2) // must wait for a new keyframe
+	h, p = src.next(true, true)
+	d.writeRTP(0, h, p, true, 3)
+	if len(rec.headers) != 1 || rec.payloads[0][4]&0x01 != 0 {
+		t.Fatalf("forwarded %d packets; want exactly the keyframe after the transport came up", len(rec.headers))
+	}
+}
+
 func TestDownTrackPauseResumesAtKeyframe(t *testing.T) {
 	rec := &recorder{}
 	d := newBoundDownTrack(t, 1, rec)
@@ -243,6 +261,7 @@ func BenchmarkFanOut(b *testing.B) {
 		if _, err := d.Bind(&fakeContext{codecs: []webrtc.RTPCodecParameters{vp8Codec}, w: discard{}}); err != nil {
 			b.Fatal(err)
 		}
+		d.setReady(true)
 		up.addDownTrack(d)
 	}
 	src := &layerSource{h: rtp.Header{Version: 2, SSRC: 1, SequenceNumber: 1}, pid: 1}

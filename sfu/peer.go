@@ -102,9 +102,15 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 		}
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if cfg.OnState != nil {
-			p.enqueue(func() { cfg.OnState(st) })
-		}
+		p.enqueue(func() {
+			ready := st == webrtc.PeerConnectionStateConnected
+			for d := range p.senders {
+				d.setReady(ready)
+			}
+			if cfg.OnState != nil {
+				cfg.OnState(st)
+			}
+		})
 	})
 	go p.loop()
 	return p, nil
@@ -300,6 +306,7 @@ func (p *Peer) AddDownTrack(d *DownTrack) {
 			}
 			p.senders[d] = tr.Sender()
 			d.attach(tr.Sender())
+			d.setReady(p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected)
 			p.negotiate()
 			return
 		}
@@ -369,6 +376,7 @@ func (p *Peer) attachPending() {
 		free[d.Kind()]--
 		p.senders[d] = sender
 		d.attach(sender)
+		d.setReady(p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected)
 	}
 	p.pending = rest
 }

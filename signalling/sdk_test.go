@@ -7,6 +7,8 @@ package signalling_test
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -97,22 +99,25 @@ func TestSimulcastLayerSwitch(t *testing.T) {
 	sub.mu.Unlock()
 
 	// waitLayer waits until ten frames in a row came from layer and returns
-	// the packets recorded since the request.
+	// the packets received since shortly before the request: the last ten
+	// before it show the old layer even if the SFU stops forwarding it as
+	// soon as it is asked to switch.
+	sub.update(func() { rt.recording = true })
 	waitLayer := func(layer int, request func()) []packetInfo {
 		t.Helper()
-		sub.update(func() { rt.recording, rt.recorded = true, nil })
+		sub.mu.Lock()
+		mark := max(0, len(rt.recorded)-10)
+		sub.mu.Unlock()
 		request()
 		sub.waitFor(time.Now().Add(mediaTimeout), fmt.Sprintf("ten frames in a row from layer %d", layer), func() bool {
 			return rt.lastLayer == layer && rt.run >= 10
 		})
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
-		rec := rt.recorded
-		rt.recording, rt.recorded = false, nil
 		if rt.badCount > 0 {
 			t.Fatalf("%d bad packets, first: %v", rt.badCount, rt.bad)
 		}
-		return rec
+		return slices.Clone(rt.recorded[mark:])
 	}
 
 	waitLayer(0, func() {
@@ -163,7 +168,7 @@ func switchProblems(rec []packetInfo, ssrc uint32, from, to int) []string {
 			report("seq %d on SSRC %d, want the track's SSRC %d", pk.seq, pk.ssrc, ssrc)
 		}
 		if prev, dup := bySeq[exts[i]]; dup {
-			if prev.ts != pk.ts || prev.layer != pk.layer || prev.counter != pk.counter {
+			if prev.padding != pk.padding || prev.ts != pk.ts || prev.layer != pk.layer || prev.counter != pk.counter {
 				report("seq %d reused for a different packet (ts %d layer %d, then ts %d layer %d)", pk.seq, prev.ts, prev.layer, pk.ts, pk.layer)
 			}
 			continue
@@ -183,6 +188,9 @@ func switchProblems(rec []packetInfo, ssrc uint32, from, to int) []string {
 	for i, pk := range pkts {
 		if i > 0 && pk.ext != pkts[i-1].ext+1 {
 			report("sequence gap: %d is followed by %d", pkts[i-1].seq, pk.seq)
+		}
+		if pk.padding {
+			continue // takes a sequence number, carries no media
 		}
 		if layer >= 0 && pk.layer != layer {
 			if !pk.frameStart || !pk.keyframe {
@@ -220,7 +228,40 @@ func switchProblems(rec []packetInfo, ssrc uint32, from, to int) []string {
 	if layer != to {
 		report("recording ends on layer %d, want %d", layer, to)
 	}
+	if len(problems) > 0 {
+		problems = append(problems, "recorded, in sequence order: "+layerRuns(rec, pkts[0].ext))
+	}
 	return problems
+}
+
+// layerRuns summarises a recording as runs of packets per layer, e.g.
+// "seq 100: L0x12 L2x30 pad x2 L2x8", in sequence order from first.
+func layerRuns(rec []packetInfo, first int64) string {
+	sorted := slices.Clone(rec)
+	exts := extSeqs(rec)
+	idx := make([]int, len(rec))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return int(exts[a] - exts[b]) })
+	for i, j := range idx {
+		sorted[i] = rec[j]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "seq %d:", uint16(first))
+	for i := 0; i < len(sorted); {
+		j := i
+		for j < len(sorted) && sorted[j].layer == sorted[i].layer && sorted[j].padding == sorted[i].padding {
+			j++
+		}
+		if sorted[i].padding {
+			fmt.Fprintf(&b, " pad x%d", j-i)
+		} else {
+			fmt.Fprintf(&b, " L%dx%d", sorted[i].layer, j-i)
+		}
+		i = j
+	}
+	return b.String()
 }
 
 // TestMuteSeenByOthers: a publisher mutes and unmutes its camera and
@@ -542,6 +583,130 @@ func TestPublishWithoutPermission(t *testing.T) {
 	}
 }
 
+// The checks below read what the generator in sdktest_helpers_test.go
+// writes.
+
+// parseRecord reads a frame's record and checks the filler after it.
+func parseRecord(b []byte, info *packetInfo) error {
+	if len(b) < recordSize || string(b[:len(magic)]) != magic {
+		return errors.New("frame start without the generator's record")
+	}
+	b = b[len(magic):]
+	info.tag, info.layer, info.counter = b[0], int(b[1]), binary.BigEndian.Uint32(b[2:6])
+	return checkFiller(b[6:], info.tag, info.layer)
+}
+
+// checkFiller checks that b is all filler of tag and layer.
+func checkFiller(b []byte, tag byte, layer int) error {
+	want := tag<<2 | byte(layer)
+	for i, c := range b {
+		if c != want {
+			return fmt.Errorf("filler byte %d is %#x, want %#x (payload altered or spliced)", i, c, want)
+		}
+	}
+	return nil
+}
+
+// parseVideo reads a VP8 RTP packet (RFC 7741) the way an SFU would.
+func parseVideo(pkt *rtp.Packet) (packetInfo, error) {
+	info := packetInfo{seq: pkt.SequenceNumber, ts: pkt.Timestamp, ssrc: pkt.SSRC}
+	var d codecs.VP8Packet
+	b, err := d.Unmarshal(pkt.Payload)
+	if err != nil {
+		return info, fmt.Errorf("VP8 payload descriptor: %w", err)
+	}
+	if d.I != 1 {
+		return info, errors.New("VP8 payload descriptor without picture ID")
+	}
+	info.pictureID = d.PictureID
+	if len(b) == 0 {
+		return info, errors.New("empty VP8 payload")
+	}
+	if d.S == 0 || d.PID != 0 {
+		// Continuation: filler only, which names the source and layer.
+		info.tag, info.layer = b[0]>>2, int(b[0]&3)
+		if info.layer > 2 {
+			return info, fmt.Errorf("continuation byte %#x names no video layer", b[0])
+		}
+		return info, checkFiller(b, info.tag, info.layer)
+	}
+	info.frameStart = true
+	hdr := 3
+	if b[0]&1 == 0 {
+		info.keyframe = true
+		hdr = 10
+		if len(b) < hdr || b[3] != 0x9d || b[4] != 0x01 || b[5] != 0x2a {
+			return info, errors.New("key frame without the VP8 start code")
+		}
+		info.width = binary.LittleEndian.Uint16(b[6:8]) & 0x3fff
+		info.height = binary.LittleEndian.Uint16(b[8:10]) & 0x3fff
+	}
+	if len(b) < hdr {
+		return info, errors.New("short VP8 frame header")
+	}
+	if err := parseRecord(b[hdr:], &info); err != nil {
+		return info, err
+	}
+	if info.layer > 2 {
+		return info, fmt.Errorf("frame names layer %d", info.layer)
+	}
+	if info.keyframe {
+		spec := simulcastLayers()[info.layer]
+		if info.width != spec.width || info.height != spec.height {
+			return info, fmt.Errorf("layer %d key frame is %dx%d, want %dx%d", info.layer, info.width, info.height, spec.width, spec.height)
+		}
+	}
+	return info, nil
+}
+
+// parseAudio reads a generated Opus packet.
+func parseAudio(pkt *rtp.Packet) (packetInfo, error) {
+	info := packetInfo{seq: pkt.SequenceNumber, ts: pkt.Timestamp, ssrc: pkt.SSRC}
+	if len(pkt.Payload) < 1 || pkt.Payload[0] != opusTOC {
+		return info, fmt.Errorf("Opus packet without the generator's TOC byte: % x", pkt.Payload[:min(4, len(pkt.Payload))])
+	}
+	if err := parseRecord(pkt.Payload[1:], &info); err != nil {
+		return info, err
+	}
+	if info.layer != audioLayer {
+		return info, fmt.Errorf("audio packet names layer %d", info.layer)
+	}
+	return info, nil
+}
+
+// isPadding reports a padding-only packet (RFC 3550 §5.1), such as an SFU
+// sends to probe bandwidth: P bit set and no payload but zeros. LiveKit's
+// carry, before the padding, 255 more bytes shaped as padding (zeros, then a
+// length byte). Generated media is never padded, and its VP8 payload
+// descriptor never starts with a zero byte.
+func isPadding(pkt *rtp.Packet) bool {
+	if !pkt.Padding {
+		return false
+	}
+	for i, c := range pkt.Payload {
+		if c != 0 && i != len(pkt.Payload)-1 {
+			return false
+		}
+	}
+	return true
+}
+
+// extSeqs unwraps 16-bit sequence numbers, in the order given, into a
+// monotonic space anchored at the first one.
+func extSeqs(pkts []packetInfo) []int64 {
+	out := make([]int64, len(pkts))
+	var last int64
+	for i, pk := range pkts {
+		if i == 0 {
+			last = int64(pk.seq)
+		} else {
+			last += int64(int16(pk.seq - uint16(last)))
+		}
+		out[i] = last
+	}
+	return out
+}
+
 // TestMediaGeneratorRoundTrip checks the harness itself, without a server:
 // generated frames survive pion's VP8 packetiser and parse back, damage is
 // detected, and switchProblems accepts a clean switch but not a broken one.
@@ -616,6 +781,33 @@ func TestMediaGeneratorRoundTrip(t *testing.T) {
 	clean := parseAll(append(slices.Clone(low), high...))
 	if problems := switchProblems(clean, ssrc, 0, 2); len(problems) > 0 {
 		t.Errorf("clean switch: %v", problems)
+	}
+	// A bandwidth probe between the layers, shaped like LiveKit's: P bit, a
+	// payload of 254 zeros and 0xff, then 255 bytes of padding.
+	probe := &rtp.Packet{
+		Header:  rtp.Header{Version: 2, Padding: true, PaddingSize: 255, SequenceNumber: last.SequenceNumber + 1, SSRC: ssrc, Timestamp: 1},
+		Payload: append(make([]byte, 254), 0xff),
+	}
+	raw, err := probe.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var probed rtp.Packet
+	if err := probed.Unmarshal(raw); err != nil || !isPadding(&probed) {
+		t.Fatalf("a padding probe is not recognised (%v)", err)
+	}
+	padded := append(slices.Clone(low), &probed)
+	padded = append(padded, packetise(2, 10, 5, 10, last.SequenceNumber+2, last.Timestamp+3000, 110)...)
+	var paddedInfos []packetInfo
+	for _, p := range padded {
+		if isPadding(p) {
+			paddedInfos = append(paddedInfos, packetInfo{seq: p.SequenceNumber, ssrc: p.SSRC, ts: p.Timestamp, padding: true})
+			continue
+		}
+		paddedInfos = append(paddedInfos, parseAll([]*rtp.Packet{p})...)
+	}
+	if problems := switchProblems(paddedInfos, ssrc, 0, 2); len(problems) > 0 {
+		t.Errorf("clean switch with a padding probe: %v", problems)
 	}
 	retransmitted := append(slices.Clone(clean), clean[len(clean)-3])
 	if problems := switchProblems(retransmitted, ssrc, 0, 2); len(problems) > 0 {

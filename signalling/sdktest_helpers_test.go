@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -25,12 +24,12 @@ import (
 
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
+	protoLogger "github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"go.uber.org/zap"
 
 	"github.com/stoa-rtc/stoa/sfu"
 	"github.com/stoa-rtc/stoa/signalling"
@@ -52,8 +51,12 @@ const (
 	audioDuration = 20 * time.Millisecond
 	// keyframeInterval: every N-th frame of every layer is a keyframe, so a
 	// layer switch never waits more than a second even if the SFU sends no
-	// PLI. A PLI or FIR makes the next frame of that layer a keyframe too.
+	// PLI.
 	keyframeInterval = 30
+	// pliDelay: a PLI or FIR makes the frame this many frames later a key
+	// frame, as an encoder answers a few frames late. It also keeps an SFU
+	// that switches layers before the key frame arrives from passing by luck.
+	pliDelay = 3
 
 	// magic starts the record each generated frame carries after its VP8
 	// header (or Opus TOC byte): magic, source tag, layer, frame counter.
@@ -66,6 +69,19 @@ const (
 	opusTOC   = 9 << 3
 	opusBytes = 60
 )
+
+// init sets lksdk's logger, before any test starts an SDK goroutine that
+// reads it, to a zap logger at warn level. The default (logr) adapter formats
+// every pion debug line, and pion formats a TrackRemote with %+v in onTrack
+// while the SDK's signal goroutine configures it, a race the detector reports
+// (pion/webrtc peerconnection.go onTrack, configureRTPReceivers). The zap
+// adapter checks the level before formatting. No stack traces: the tests
+// provoke SDK errors on purpose.
+func init() {
+	if l, err := protoLogger.FromZapLogger(zap.New(nil, zap.AddCaller()), &protoLogger.Config{Level: "warn"}); err == nil {
+		lksdk.SetLogger(l)
+	}
+}
 
 // layerSpec describes one simulcast encoding of the test video track.
 type layerSpec struct {
@@ -147,6 +163,7 @@ func startServer(t *testing.T) *testServer {
 // roomName gives each test its own room, so tests never share one even on an
 // external server.
 func roomName(t *testing.T, suffix string) string {
+	t.Helper()
 	return strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + "-" + suffix
 }
 
@@ -212,6 +229,7 @@ type participant struct {
 
 	mu      sync.Mutex    // guards the following fields
 	changed chan struct{} // closed and replaced on every change
+	closed  bool          // close has begun; readers.Add is done under mu
 	// tracks holds the subscribed tracks by track SID.
 	tracks       map[string]*remoteTrack
 	published    map[string]map[string]bool // publisher identity -> track SIDs announced
@@ -273,7 +291,9 @@ func (s *testServer) joinAll(t *testing.T, room string, identities ...string) []
 	return ps
 }
 
+// newParticipant prepares a participant; connect joins it.
 func (s *testServer) newParticipant(t *testing.T, identity string) *participant {
+	t.Helper()
 	p := &participant{
 		t:            t,
 		srv:          s,
@@ -323,14 +343,21 @@ func (s *testServer) newParticipant(t *testing.T, identity string) *participant 
 			ssrc:      uint32(track.SSRC()),
 			lastLayer: -1,
 		}
-		p.update(func() { p.tracks[rt.sid] = rt })
-		p.readers.Add(1)
-		go p.readTrack(rt, track)
+		p.update(func() {
+			if p.closed {
+				return // close is waiting for the readers: start no more
+			}
+			p.tracks[rt.sid] = rt
+			p.readers.Add(1)
+			go p.readTrack(rt, track)
+		})
 	}
 	p.room = lksdk.NewRoom(cb)
 	return p
 }
 
+// connect joins with token: signalling, then the primary PeerConnection,
+// within connectTimeout.
 func (p *participant) connect(token string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
@@ -343,6 +370,7 @@ func (p *participant) connect(token string) error {
 // close leaves the room (once) and waits for the track readers, which end
 // when the SDK closes its PeerConnections.
 func (p *participant) close() {
+	p.update(func() { p.closed = true })
 	p.leave.Do(p.room.Disconnect)
 	done := make(chan struct{})
 	go func() {
@@ -394,8 +422,8 @@ func (p *participant) describeLocked() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "published=%v connected=%v disconnected=%v mutes=%v data=%v tracks=[", p.published, p.connected, p.disconnected, p.mutes, p.data)
 	for _, rt := range p.tracks {
-		fmt.Fprintf(&b, " %s/%s %s: packets=%d frames=%d keyframes=%d layers=%v bad=%d%v;",
-			rt.publisher, rt.sid, rt.kind, rt.packets, rt.frames, rt.keyframes, rt.layerPackets, rt.badCount, rt.bad)
+		fmt.Fprintf(&b, " %s/%s %s: packets=%d paddings=%d frames=%d keyframes=%d layers=%v bad=%d%v;",
+			rt.publisher, rt.sid, rt.kind, rt.packets, rt.paddings, rt.frames, rt.keyframes, rt.layerPackets, rt.badCount, rt.bad)
 	}
 	b.WriteString(" ]")
 	return b.String()
@@ -453,7 +481,8 @@ type remoteTrack struct {
 	kind           webrtc.RTPCodecType
 	ssrc           uint32
 
-	packets      int
+	packets      int // media packets; padding-only ones are counted apart
+	paddings     int
 	frames       int // frame starts seen
 	keyframes    int
 	layerPackets [3]int
@@ -474,6 +503,7 @@ type packetInfo struct {
 	ts         uint32
 	ssrc       uint32
 	rtx        bool // repaired from an RTX stream
+	padding    bool // padding only: no media, but it takes a sequence number
 	pictureID  uint16
 	frameStart bool // S=1 and PID=0: first packet of a frame
 	keyframe   bool // frame start of a key frame
@@ -492,13 +522,16 @@ func (p *participant) readTrack(rt *remoteTrack, track *webrtc.TrackRemote) {
 			return // the PeerConnection closed
 		}
 		var info packetInfo
-		if rt.kind == webrtc.RTPCodecTypeVideo {
+		switch {
+		case isPadding(pkt):
+			info = packetInfo{seq: pkt.SequenceNumber, ts: pkt.Timestamp, ssrc: pkt.SSRC, padding: true}
+		case rt.kind == webrtc.RTPCodecTypeVideo:
 			info, err = parseVideo(pkt)
-		} else {
+		default:
 			info, err = parseAudio(pkt)
 		}
 		info.rtx = attrs != nil && attrs.Get(webrtc.AttributeRtxSsrc) != nil
-		if err == nil && info.tag != rt.wantTag {
+		if err == nil && !info.padding && info.tag != rt.wantTag {
 			err = fmt.Errorf("media tagged %d, want %d (publisher %s): tracks are crossed", info.tag, rt.wantTag, rt.publisher)
 		}
 		if err == nil && info.ssrc != rt.ssrc {
@@ -514,6 +547,13 @@ func (rt *remoteTrack) addLocked(info packetInfo, err error) {
 		if len(rt.bad) < 5 {
 			rt.bad = append(rt.bad, fmt.Sprintf("seq %d: %v", info.seq, err))
 		}
+		return
+	}
+	if rt.recording {
+		rt.recorded = append(rt.recorded, info)
+	}
+	if info.padding {
+		rt.paddings++
 		return
 	}
 	rt.packets++
@@ -534,9 +574,6 @@ func (rt *remoteTrack) addLocked(info packetInfo, err error) {
 				rt.lastLayer, rt.run = info.layer, 1
 			}
 		}
-	}
-	if rt.recording {
-		rt.recorded = append(rt.recorded, info)
 	}
 }
 
@@ -585,91 +622,6 @@ func appendRecord(buf []byte, tag byte, layer int, counter uint32) []byte {
 	buf = append(buf, magic...)
 	buf = append(buf, tag, byte(layer))
 	return binary.BigEndian.AppendUint32(buf, counter)
-}
-
-func parseRecord(b []byte, info *packetInfo) error {
-	if len(b) < recordSize || string(b[:len(magic)]) != magic {
-		return errors.New("frame start without the generator's record")
-	}
-	b = b[len(magic):]
-	info.tag, info.layer, info.counter = b[0], int(b[1]), binary.BigEndian.Uint32(b[2:6])
-	return checkFiller(b[6:], info.tag, info.layer)
-}
-
-func checkFiller(b []byte, tag byte, layer int) error {
-	want := tag<<2 | byte(layer)
-	for i, c := range b {
-		if c != want {
-			return fmt.Errorf("filler byte %d is %#x, want %#x (payload altered or spliced)", i, c, want)
-		}
-	}
-	return nil
-}
-
-// parseVideo reads a VP8 RTP packet (RFC 7741) the way an SFU would.
-func parseVideo(pkt *rtp.Packet) (packetInfo, error) {
-	info := packetInfo{seq: pkt.SequenceNumber, ts: pkt.Timestamp, ssrc: pkt.SSRC}
-	var d codecs.VP8Packet
-	b, err := d.Unmarshal(pkt.Payload)
-	if err != nil {
-		return info, fmt.Errorf("VP8 payload descriptor: %w", err)
-	}
-	if d.I != 1 {
-		return info, errors.New("VP8 payload descriptor without picture ID")
-	}
-	info.pictureID = d.PictureID
-	if len(b) == 0 {
-		return info, errors.New("empty VP8 payload")
-	}
-	if d.S == 0 || d.PID != 0 {
-		// Continuation: filler only, which names the source and layer.
-		info.tag, info.layer = b[0]>>2, int(b[0]&3)
-		if info.layer > 2 {
-			return info, fmt.Errorf("continuation byte %#x names no video layer", b[0])
-		}
-		return info, checkFiller(b, info.tag, info.layer)
-	}
-	info.frameStart = true
-	hdr := 3
-	if b[0]&1 == 0 {
-		info.keyframe = true
-		hdr = 10
-		if len(b) < hdr || b[3] != 0x9d || b[4] != 0x01 || b[5] != 0x2a {
-			return info, errors.New("key frame without the VP8 start code")
-		}
-		info.width = binary.LittleEndian.Uint16(b[6:8]) & 0x3fff
-		info.height = binary.LittleEndian.Uint16(b[8:10]) & 0x3fff
-	}
-	if len(b) < hdr {
-		return info, errors.New("short VP8 frame header")
-	}
-	if err := parseRecord(b[hdr:], &info); err != nil {
-		return info, err
-	}
-	if info.layer > 2 {
-		return info, fmt.Errorf("frame names layer %d", info.layer)
-	}
-	if info.keyframe {
-		spec := simulcastLayers()[info.layer]
-		if info.width != spec.width || info.height != spec.height {
-			return info, fmt.Errorf("layer %d key frame is %dx%d, want %dx%d", info.layer, info.width, info.height, spec.width, spec.height)
-		}
-	}
-	return info, nil
-}
-
-func parseAudio(pkt *rtp.Packet) (packetInfo, error) {
-	info := packetInfo{seq: pkt.SequenceNumber, ts: pkt.Timestamp, ssrc: pkt.SSRC}
-	if len(pkt.Payload) < 1 || pkt.Payload[0] != opusTOC {
-		return info, fmt.Errorf("Opus packet without the generator's TOC byte: % x", pkt.Payload[:min(4, len(pkt.Payload))])
-	}
-	if err := parseRecord(pkt.Payload[1:], &info); err != nil {
-		return info, err
-	}
-	if info.layer != audioLayer {
-		return info, fmt.Errorf("audio packet names layer %d", info.layer)
-	}
-	return info, nil
 }
 
 // mediaSource feeds a simulcast VP8 camera track (three layers, as
@@ -760,6 +712,7 @@ func (m *mediaSource) run(ctx context.Context) {
 	defer audioTick.Stop()
 	var frame, audioCount uint32
 	var buf []byte
+	var keyDue [3]uint32 // frame that answers a PLI; 0: none pending
 	for {
 		select {
 		case <-ctx.Done():
@@ -770,9 +723,12 @@ func (m *mediaSource) run(ctx context.Context) {
 				continue
 			}
 			for i, lt := range m.layers {
-				key := frame%keyframeInterval == 0
-				if m.keyReq[i].Swap(false) {
-					key = true
+				if m.keyReq[i].Swap(false) && keyDue[i] == 0 {
+					keyDue[i] = frame + pliDelay
+				}
+				key := frame%keyframeInterval == 0 || (keyDue[i] != 0 && frame >= keyDue[i])
+				if key {
+					keyDue[i] = 0
 				}
 				buf = vp8Frame(buf, m.tag, i, specs[i], frame, key)
 				// Errors only mean the track is not (or no longer) bound.
@@ -824,20 +780,4 @@ func (p *participant) publishMedia(video, audio bool) *mediaSource {
 	m := newMediaSource(p.t, p.srv.tag(p.identity), video, audio)
 	p.publish(m)
 	return m
-}
-
-// extSeqs unwraps 16-bit sequence numbers, in the order given, into a
-// monotonic space anchored at the first one.
-func extSeqs(pkts []packetInfo) []int64 {
-	out := make([]int64, len(pkts))
-	var last int64
-	for i, pk := range pkts {
-		if i == 0 {
-			last = int64(pk.seq)
-		} else {
-			last += int64(int16(pk.seq - uint16(last)))
-		}
-		out[i] = last
-	}
-	return out
 }
