@@ -23,6 +23,11 @@ test: test-deps web
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
 
+# Dendrite: the real homeserver that auth/authtest starts for tests.
+DENDRITE_VERSION = v0.13.8
+DENDRITE_PKGS = github.com/matrix-org/dendrite/cmd/dendrite@$(DENDRITE_VERSION) \
+	github.com/matrix-org/dendrite/cmd/generate-keys@$(DENDRITE_VERSION)
+
 # Install what the tests need, only when missing or out of date. npm ci
 # rewrites web/node_modules/.package-lock.json, so it serves as a stamp.
 NPM_STAMP = web/node_modules/.package-lock.json
@@ -31,6 +36,14 @@ test-deps:
 	    [ web/package-lock.json -nt $(NPM_STAMP) ] || [ web/package.json -nt $(NPM_STAMP) ]; }; then \
 		echo "cd web && npm ci"; \
 		(cd web && npm ci --no-audit --no-fund --ignore-scripts) && touch $(NPM_STAMP); \
+	fi
+	@bin=$$(command -v dendrite || true); \
+	if [ -z "$$bin" ]; then gobin=$$($(GO) env GOBIN); \
+		[ -n "$$gobin" ] || gobin=$$($(GO) env GOPATH | cut -d: -f1)/bin; bin=$$gobin/dendrite; fi; \
+	if ! $(GO) version -m "$$bin" 2>/dev/null | grep -q "dendrite[[:space:]]*$(DENDRITE_VERSION)" || \
+	    ! { command -v generate-keys || [ -x "$$(dirname "$$bin")/generate-keys" ]; } >/dev/null 2>&1; then \
+		echo "go install dendrite and generate-keys $(DENDRITE_VERSION) (cgo, about 2 minutes)"; \
+		CGO_ENABLED=1 $(GO) install $(DENDRITE_PKGS); \
 	fi
 
 fmt:
