@@ -39,7 +39,7 @@ func (p *participant) onDataChannel(dc *webrtc.DataChannel) {
 // onData forwards a DataPacket from p to the room, with the sender fields
 // overwritten so nobody can speak for someone else.
 func (p *participant) onData(kind livekit.DataPacket_Kind, data []byte) {
-	perm := p.params.Permission
+	perm := p.permission()
 	if perm == nil || !perm.CanPublishData || len(data) > maxDataPacket {
 		return
 	}

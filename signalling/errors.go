@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/twitchtv/twirp"
 )
 
 // httpError is an error answered before a WebSocket upgrade, or by the
@@ -50,6 +52,9 @@ var (
 	errRoomNotFound = &httpError{Status: http.StatusNotFound, Msg: "requested room does not exist"}
 	// errNodeFull is for a server over its participant or room limits.
 	errNodeFull = &httpError{Status: http.StatusServiceUnavailable, Msg: "node has exceeded its configured limit"}
+	// errRoomFull refuses a join to a room at its max_participants, with
+	// LiveKit's text (pkg/rtc/errors.go ErrMaxParticipantsExceeded).
+	errRoomFull = &httpError{Status: http.StatusServiceUnavailable, Msg: "room has exceeded its max participants"}
 )
 
 // errTooLarge matches every limitError with errors.Is.
@@ -74,3 +79,27 @@ func (e *limitError) Error() string {
 
 // Is makes errors.Is(err, errTooLarge) true for every limitError.
 func (e *limitError) Is(target error) bool { return target == errTooLarge }
+
+var (
+	// errServerClosed is returned by Server methods called after Close.
+	errServerClosed = errors.New("signalling: server closed")
+	// errDataTooLarge is a server-sent data packet over maxDataPacket.
+	errDataTooLarge = errors.New("signalling: data packet too large")
+)
+
+// RoomService errors (PROTOCOL.md §6.1), with LiveKit's codes and texts
+// (pkg/service/auth.go, pkg/service/errors.go). LiveKit answers every
+// missing or wrong grant with unauthenticated, not permission_denied, and
+// clients only look at the code; so does Stoa.
+var (
+	errAPIPermission          = twirp.NewError(twirp.Unauthenticated, "permissions denied")
+	errAPIRoomNotFound        = twirp.NotFoundError("requested room does not exist")
+	errAPIParticipantNotFound = twirp.NotFoundError("participant does not exist")
+	errAPITrackNotFound       = twirp.NotFoundError("track is not found")
+	errAPIRemoteUnmute        = twirp.NewError(twirp.FailedPrecondition, "remote unmute not enabled")
+	errAPIUnimplemented       = twirp.NewError(twirp.Unimplemented, "not implemented")
+	errAPIUnavailable         = twirp.NewError(twirp.Unavailable, "server is shutting down")
+	// errAPIInternal replaces every error that is not a twirp.Error, so
+	// that nothing internal reaches the caller.
+	errAPIInternal = twirp.InternalError("internal error")
+)

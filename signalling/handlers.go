@@ -99,25 +99,36 @@ func (p *participant) handleSyncState(s *livekit.SyncState) {
 // handleUpdateMetadata changes the participant's own name, metadata or
 // attributes when its token allows it.
 func (p *participant) handleUpdateMetadata(m *livekit.UpdateParticipantMetadata) {
-	perm := p.params.Permission
+	perm := p.permission()
 	if perm == nil || !perm.CanUpdateMetadata {
 		p.rejectRequest(livekit.RequestResponse_NOT_ALLOWED, "not allowed to update metadata",
 			&livekit.RequestResponse{RequestId: m.RequestId, Request: &livekit.RequestResponse_UpdateMetadata{UpdateMetadata: m}})
 		return
 	}
+	p.updateMetadata(m.Name, m.Metadata, m.Attributes)
+}
+
+// updateMetadata sets the participant's name and metadata unless they are
+// empty, merges attributes into its own (an empty value deletes a key), and
+// tells everyone. It does not check permissions: the caller has.
+func (p *participant) updateMetadata(name, metadata string, attributes map[string]string) {
 	p.mu.Lock()
-	if m.Name != "" {
-		p.info.Name = m.Name
+	if p.closed {
+		p.mu.Unlock()
+		return
 	}
-	if m.Metadata != "" {
-		p.info.Metadata = m.Metadata
+	if name != "" {
+		p.info.Name = name
 	}
-	if len(m.Attributes) > 0 {
+	if metadata != "" {
+		p.info.Metadata = metadata
+	}
+	if len(attributes) > 0 {
 		attrs := map[string]string{}
 		for k, v := range p.info.Attributes {
 			attrs[k] = v
 		}
-		for k, v := range m.Attributes {
+		for k, v := range attributes {
 			if v == "" {
 				delete(attrs, k)
 			} else {

@@ -108,34 +108,19 @@ func parseJoin(r *http.Request, keys map[string]string, v1 bool) (*joinParams, e
 	if token == "" {
 		return nil, errNoPermission
 	}
-	v, err := auth.ParseAPIToken(token)
+	apiKey, claims, expiresAt, err := verifyToken(token, keys)
 	if err != nil {
-		return nil, errInvalidToken
-	}
-	secret := keys[v.APIKey()]
-	if secret == "" {
-		return nil, errInvalidAPIKey
-	}
-	// Verify accepts HS256 only, requires iss to match and exp to be present,
-	// and honours nbf, all with a 60 s leeway (protocol v1.54.0 auth/verifier.go).
-	registered, claims, err := v.Verify(secret)
-	if err != nil {
-		return nil, unauthorized(errInvalidToken.Msg + ": " + err.Error())
-	}
-	// A token without exp never expires. Verify rejects it today; keep the
-	// check should a later protocol version relax that.
-	if registered.ExpiresAt == nil {
-		return nil, unauthorized(errInvalidToken.Msg + ": exp claim is required")
+		return nil, err
 	}
 	if claims.Video == nil {
 		return nil, errNoPermission
 	}
 
 	p := &joinParams{
-		APIKey:    v.APIKey(),
+		APIKey:    apiKey,
 		Token:     token,
 		Claims:    claims,
-		ExpiresAt: registered.ExpiresAt.Time,
+		ExpiresAt: expiresAt,
 	}
 	var metadata string
 	var attrs map[string]string

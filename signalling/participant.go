@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -25,6 +26,10 @@ const (
 // PeerConnections (one in single-PC mode, publisher and subscriber in
 // dual-PC mode), what it publishes and what it receives.
 type participant struct {
+	// perm is the participant's permission: params.Permission until
+	// UpdateParticipant replaces it. The value is never modified in place.
+	perm atomic.Pointer[livekit.ParticipantPermission]
+
 	room     *room
 	sid      string
 	identity string
@@ -97,6 +102,7 @@ func newParticipant(r *room, params *joinParams, conn *wsConn) *participant {
 		Kind:           params.Kind,
 		ClientProtocol: clientProtocol,
 	}
+	p.perm.Store(params.Permission)
 	return p
 }
 
@@ -183,12 +189,17 @@ func (p *participant) send(msg *livekit.SignalResponse) {
 	}
 }
 
+// permission returns the participant's current permission; do not modify it.
+func (p *participant) permission() *livekit.ParticipantPermission { return p.perm.Load() }
+
 func (p *participant) hidden() bool {
-	return p.params.Permission != nil && p.params.Permission.Hidden
+	perm := p.permission()
+	return perm != nil && perm.Hidden
 }
 
 func (p *participant) canSubscribe() bool {
-	return p.params.Permission == nil || p.params.Permission.CanSubscribe
+	perm := p.permission()
+	return perm == nil || perm.CanSubscribe
 }
 
 func (p *participant) isPublisher() bool {

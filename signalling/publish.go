@@ -27,7 +27,7 @@ func (p *participant) rejectRequest(reason livekit.RequestResponse_Reason, msg s
 // handleAddTrack announces a track the client is about to publish
 // (PROTOCOL.md §5.1) and answers track_published with its sid.
 func (p *participant) handleAddTrack(req *livekit.AddTrackRequest) {
-	perm := p.params.Permission
+	perm := p.permission()
 	rr := &livekit.RequestResponse{Request: &livekit.RequestResponse_AddTrack{AddTrack: req}}
 	if perm == nil || !perm.CanPublish || !containsSource(perm.CanPublishSources, req.Source) {
 		p.rejectRequest(livekit.RequestResponse_NOT_ALLOWED, "not allowed to publish this source", rr)
@@ -164,7 +164,7 @@ func layerIndex(ti *livekit.TrackInfo, rid string) int {
 // starts. It binds the stream to the track announced with add_track, and
 // the first layer of a track makes it visible to the room.
 func (p *participant) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	perm := p.params.Permission
+	perm := p.permission()
 	if perm == nil || !perm.CanPublish {
 		p.log.Warn("ignoring media from a participant without publish permission")
 		return
@@ -270,17 +270,28 @@ func (p *participant) checkUnpublished(offer string) {
 		_, sendrecv := m.Attribute("sendrecv")
 		sending[mid] = (sendonly || sendrecv) && m.MediaName.Port.Value != 0
 	}
+	p.unpublishWhere(func(t *publishedTrack) bool { return t.info.Mid != "" && !sending[t.info.Mid] })
+}
+
+// unpublishWhere removes the published tracks for which match, called with
+// p.mu held, is true: their subscribers lose them, their up tracks close and
+// everyone is told. It returns the tracks removed.
+func (p *participant) unpublishWhere(match func(*publishedTrack) bool) []*publishedTrack {
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
 	var gone []*publishedTrack
 	for sid, t := range p.published {
-		if t.info.Mid != "" && !sending[t.info.Mid] {
+		if match(t) {
 			gone = append(gone, t)
 			delete(p.published, sid)
 		}
 	}
 	if len(gone) == 0 {
 		p.mu.Unlock()
-		return
+		return nil
 	}
 	tracks := p.info.Tracks[:0]
 	for _, ti := range p.info.Tracks {
@@ -307,33 +318,50 @@ func (p *participant) checkUnpublished(offer string) {
 		p.log.Debug("track unpublished", "track", g.info.Sid)
 	}
 	p.announce(info)
+	return gone
 }
 
 // handleMute records a publication's mute state and tells everyone.
 func (p *participant) handleMute(req *livekit.MuteTrackRequest) {
-	p.mu.Lock()
-	var ti *livekit.TrackInfo
-	if t, ok := p.published[req.Sid]; ok {
-		ti = t.info
-	} else {
-		for _, t := range p.pending {
-			if t.Sid == req.Sid {
-				ti = t
-			}
-		}
-	}
-	if ti == nil || p.closed {
-		p.mu.Unlock()
+	if _, ok := p.setMuted(req.Sid, req.Muted); !ok {
 		p.rejectRequest(livekit.RequestResponse_NOT_FOUND, "no such track",
 			&livekit.RequestResponse{Request: &livekit.RequestResponse_Mute{Mute: req}})
-		return
 	}
-	if ti.Muted == req.Muted {
+}
+
+// trackLocked returns the info of the track with sid, published or pending,
+// or nil.
+func (p *participant) trackLocked(sid string) *livekit.TrackInfo {
+	if t, ok := p.published[sid]; ok {
+		return t.info
+	}
+	for _, t := range p.pending {
+		if t.Sid == sid {
+			return t
+		}
+	}
+	return nil
+}
+
+// setMuted records the mute state of the track with sid, published or
+// pending, and tells everyone if it changed. It returns a copy of the
+// track's info, or false if p has no such track or has left.
+func (p *participant) setMuted(sid string, muted bool) (*livekit.TrackInfo, bool) {
+	p.mu.Lock()
+	ti := p.trackLocked(sid)
+	if ti == nil || p.closed {
 		p.mu.Unlock()
-		return
+		return nil, false
 	}
-	ti.Muted = req.Muted
+	if ti.Muted == muted {
+		out := proto.Clone(ti).(*livekit.TrackInfo)
+		p.mu.Unlock()
+		return out, true
+	}
+	ti.Muted = muted
+	out := proto.Clone(ti).(*livekit.TrackInfo)
 	info := p.changedLocked()
 	p.mu.Unlock()
 	p.announce(info)
+	return out, true
 }

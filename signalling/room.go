@@ -27,9 +27,19 @@ type room struct {
 	participants map[string]*participant // by identity
 	closed       bool
 	closeTimer   *time.Timer
+	settings     roomSettings
 }
 
-func newRoom(s *Server, name string) *room {
+// roomSettings are what RoomService.CreateRoom may choose for a room
+// (PROTOCOL.md §6.1); rooms opened by a join get the server's defaults.
+type roomSettings struct {
+	emptyTimeout     time.Duration // close if nobody joins within this time of creation
+	departureTimeout time.Duration // close this long after the last participant left
+	maxParticipants  uint32        // joins beyond this many are refused; 0: no limit
+	metadata         string
+}
+
+func newRoom(s *Server, name string, settings roomSettings) *room {
 	r := &room{
 		s:            s,
 		name:         name,
@@ -38,11 +48,12 @@ func newRoom(s *Server, name string) *room {
 		sif:          make([]byte, 8),
 		participants: map[string]*participant{},
 		stop:         make(chan struct{}),
+		settings:     settings,
 	}
 	_, _ = rand.Read(r.sif)
 	r.log = s.log.With("room", name, "room_sid", r.sid)
 	// A room nobody joins closes after the empty timeout.
-	r.closeTimer = time.AfterFunc(s.cfg.EmptyTimeout, r.closeIfEmpty)
+	r.closeTimer = time.AfterFunc(settings.emptyTimeout, r.closeIfEmpty)
 	go r.speakerLoop()
 	return r
 }
@@ -71,14 +82,36 @@ func (r *room) infoLocked() *livekit.Room {
 	return &livekit.Room{
 		Sid:              r.sid,
 		Name:             r.name,
-		EmptyTimeout:     uint32(r.s.cfg.EmptyTimeout / time.Second),
-		DepartureTimeout: uint32(r.s.cfg.DepartureTimeout / time.Second),
+		EmptyTimeout:     uint32(r.settings.emptyTimeout / time.Second),
+		DepartureTimeout: uint32(r.settings.departureTimeout / time.Second),
+		MaxParticipants:  r.settings.maxParticipants,
+		Metadata:         r.settings.metadata,
 		CreationTime:     r.created.Unix(),
 		CreationTimeMs:   r.created.UnixMilli(),
 		NumParticipants:  n,
 		NumPublishers:    pubs,
 		EnabledCodecs:    enabledCodecs(),
 	}
+}
+
+// fullLocked reports whether a new session for identity would take the room
+// over its max participants. A session replacing one of the same identity
+// does not add to the count.
+func (r *room) fullLocked(identity string) bool {
+	limit := r.settings.maxParticipants
+	if limit == 0 {
+		return false
+	}
+	if _, ok := r.participants[identity]; ok {
+		return false
+	}
+	return uint32(len(r.participants)) >= limit
+}
+
+func (r *room) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
 }
 
 // others returns everyone in the room but p.
@@ -136,7 +169,7 @@ func (r *room) remove(p *participant) bool {
 		if r.closeTimer != nil {
 			r.closeTimer.Stop()
 		}
-		r.closeTimer = time.AfterFunc(r.s.cfg.DepartureTimeout, r.closeIfEmpty)
+		r.closeTimer = time.AfterFunc(r.settings.departureTimeout, r.closeIfEmpty)
 	}
 	return true
 }

@@ -12,7 +12,11 @@ import (
 // upgrade with the status the join would have got (PROTOCOL.md §1.5).
 func (s *Server) handleValidate(v1 bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, err := parseJoin(r, s.cfg.Keys, v1); err != nil {
+		params, err := parseJoin(r, s.cfg.Keys, v1)
+		if err == nil {
+			err = s.checkRoom(params)
+		}
+		if err != nil {
 			writeHTTPError(w, err)
 			return
 		}
@@ -29,6 +33,9 @@ func (s *Server) handleRTC(v1 bool) http.HandlerFunc {
 			return
 		}
 		params, err := parseJoin(r, s.cfg.Keys, v1)
+		if err == nil {
+			err = s.checkRoom(params)
+		}
 		if err != nil {
 			writeHTTPError(w, err)
 			return
@@ -48,6 +55,24 @@ func (s *Server) handleRTC(v1 bool) http.HandlerFunc {
 	}
 }
 
+// checkRoom refuses, before the upgrade, a join the room has no place for.
+// join checks again under the room lock, as others may join meanwhile.
+func (s *Server) checkRoom(params *joinParams) error {
+	if params.Reconnect {
+		return nil
+	}
+	r := s.room(params.Room, false)
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fullLocked(params.Identity) {
+		return errRoomFull
+	}
+	return nil
+}
+
 // join starts a new session (PROTOCOL.md §3.2).
 func (s *Server) join(c *wsConn, params *joinParams) {
 	r := s.room(params.Room, true)
@@ -63,11 +88,16 @@ func (s *Server) join(c *wsConn, params *joinParams) {
 	}
 
 	r.mu.Lock()
-	if r.closed {
+	if r.closed || r.fullLocked(p.identity) {
+		reason := livekit.DisconnectReason_ROOM_CLOSED
+		if !r.closed {
+			reason = livekit.DisconnectReason_JOIN_FAILURE
+			p.log.Info("join refused: room is full")
+		}
 		r.mu.Unlock()
 		_ = p.pub.Close()
 		_ = p.sub.Close()
-		leaveAndClose(c, livekit.DisconnectReason_ROOM_CLOSED, livekit.LeaveRequest_DISCONNECT)
+		leaveAndClose(c, reason, livekit.LeaveRequest_DISCONNECT)
 		return
 	}
 	old := r.participants[p.identity]
@@ -113,7 +143,8 @@ func (s *Server) join(c *wsConn, params *joinParams) {
 }
 
 func (s *Server) joinResponse(r *room, p *participant, others []*livekit.ParticipantInfo) *livekit.JoinResponse {
-	canPublish := p.params.Permission != nil && p.params.Permission.CanPublish
+	perm := p.permission()
+	canPublish := perm != nil && perm.CanPublish
 	return &livekit.JoinResponse{
 		Room:              r.infoLocked(),
 		Participant:       p.snapshot(),

@@ -73,6 +73,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /rtc/v1", s.handleRTC(true))
 	s.mux.HandleFunc("GET /rtc/validate", s.handleValidate(false))
 	s.mux.HandleFunc("GET /rtc/v1/validate", s.handleValidate(true))
+	s.mux.Handle(livekit.RoomServicePathPrefix, newRoomService(s))
 	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -92,20 +93,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authorisation service and the web client).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// room returns the room named name, creating it if create is set.
+// room returns the room named name, creating it with the server's default
+// settings if create is set. It returns nil if there is no such room or the
+// server is closed.
 func (s *Server) room(name string, create bool) *room {
+	if create {
+		r, _ := s.openRoom(name, roomSettings{
+			emptyTimeout:     s.cfg.EmptyTimeout,
+			departureTimeout: s.cfg.DepartureTimeout,
+		})
+		return r
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	r := s.rooms[name]
-	if r == nil && create {
-		r = newRoom(s, name)
-		s.rooms[name] = r
-		r.log.Info("room created")
+	return s.rooms[name]
+}
+
+// openRoom returns the open room named name and false, or creates it with
+// settings and returns true. A room that is closing makes way for a new one.
+// It returns nil if the server is closed.
+func (s *Server) openRoom(name string, settings roomSettings) (*room, bool) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, false
+		}
+		r := s.rooms[name]
+		if r == nil {
+			r = newRoom(s, name, settings)
+			s.rooms[name] = r
+			s.mu.Unlock()
+			r.log.Info("room created")
+			return r, true
+		}
+		s.mu.Unlock()
+		if !r.isClosed() {
+			return r, false
+		}
+		s.dropRoom(r)
 	}
-	return r
 }
 
 func (s *Server) dropRoom(r *room) {

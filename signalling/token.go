@@ -56,6 +56,33 @@ func mintToken(apiKey, secret string, c *auth.ClaimGrants, ttl time.Duration) (s
 	return tok, nil
 }
 
+// verifyToken checks an access token against keys, which maps API keys to
+// secrets and is only read, as LiveKit does (PROTOCOL.md §2). It returns the
+// issuing API key, the claims and the expiry. Errors are 401 *httpErrors
+// with LiveKit's texts.
+func verifyToken(token string, keys map[string]string) (apiKey string, claims *auth.ClaimGrants, expiresAt time.Time, err error) {
+	v, err := auth.ParseAPIToken(token)
+	if err != nil {
+		return "", nil, time.Time{}, errInvalidToken
+	}
+	secret := keys[v.APIKey()]
+	if secret == "" {
+		return "", nil, time.Time{}, errInvalidAPIKey
+	}
+	// Verify accepts HS256 only, requires iss to match and exp to be present,
+	// and honours nbf, all with a 60 s leeway (protocol v1.54.0 auth/verifier.go).
+	registered, claims, err := v.Verify(secret)
+	if err != nil {
+		return "", nil, time.Time{}, unauthorized(errInvalidToken.Msg + ": " + err.Error())
+	}
+	// A token without exp never expires. Verify rejects it today; keep the
+	// check should a later protocol version relax that.
+	if registered.ExpiresAt == nil {
+		return "", nil, time.Time{}, unauthorized(errInvalidToken.Msg + ": exp claim is required")
+	}
+	return v.APIKey(), claims, registered.ExpiresAt.Time, nil
+}
+
 // refreshTTL returns the validity of a refresh token minted at now for a
 // session whose token expires at expiresAt: what the token had left, and at
 // least tokenRefreshMinTTL.
