@@ -27,7 +27,9 @@ type DownTrack struct {
 	target     atomic.Int32 // layer wanted
 	paused     atomic.Bool
 	ready      atomic.Bool  // the subscriber's transport is connected
+	bound      atomic.Bool  // pion has bound the track to a sender
 	lastKeyReq atomic.Int64 // arrival time of the last keyframe request, unix nanos
+	lastPLI    atomic.Int64 // the subscriber's last honoured PLI/FIR, unix nanos
 
 	up       *UpTrack
 	id       string
@@ -36,7 +38,6 @@ type DownTrack struct {
 	clock    uint32
 
 	mu      sync.Mutex // guards the following fields
-	bound   bool
 	closed  bool
 	ssrc    webrtc.SSRC
 	pt      webrtc.PayloadType
@@ -107,47 +108,44 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.ssrc = ctx.SSRC()
 	d.pt = match.PayloadType
 	d.writer = ctx.WriteStream()
-	d.bound = true
 	d.current.Store(-1)
 	d.mu.Unlock()
+	d.bound.Store(true)
 	d.up.RequestKeyframe(int(d.target.Load()))
 	return *match, nil
 }
 
 // Unbind implements webrtc.TrackLocal.
 func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.bound.Store(false)
 	d.mu.Lock()
-	d.bound = false
 	d.writer = nil
 	d.mu.Unlock()
 	return nil
 }
 
 // attach starts forwarding from the UpTrack and reads the subscriber's RTCP
-// on sender until it closes. Called once by the Peer that owns sender.
-func (d *DownTrack) attach(sender *webrtc.RTPSender) {
+// on sender until it closes. Called once by the Peer that owns sender. It
+// reports false if the UpTrack has closed meanwhile (nothing is forwarded).
+func (d *DownTrack) attach(sender *webrtc.RTPSender) bool {
 	d.mu.Lock()
 	d.sender = sender
 	d.mu.Unlock()
-	d.up.addDownTrack(d)
 	go d.rtcpLoop(sender)
+	return d.up.addDownTrack(d)
 }
 
 // detach stops forwarding. The RTCP loop ends when pion stops the sender.
 func (d *DownTrack) detach() {
 	d.up.removeDownTrack(d)
+	d.bound.Store(false)
 	d.mu.Lock()
 	d.closed = true
-	d.bound = false
 	d.writer = nil
 	d.mu.Unlock()
 }
 
-func (d *DownTrack) upClosed() {
-	d.mu.Lock()
-	d.bound = false
-	d.mu.Unlock()
-}
+func (d *DownTrack) upClosed() { d.bound.Store(false) }
 
 // rtcpLoop reads the subscriber's RTCP. Reading is what drives pion's
 // interceptors (NACK responder, report handling); PLI and FIR become a
@@ -161,6 +159,12 @@ func (d *DownTrack) rtcpLoop(sender *webrtc.RTPSender) {
 		for _, p := range pkts {
 			switch p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				// One subscriber gets at most one keyframe a second: a
+				// keyframe costs every other subscriber of the layer bits.
+				now := time.Now().UnixNano()
+				if last := d.lastPLI.Load(); now-last < int64(subscriberPLIInterval) || !d.lastPLI.CompareAndSwap(last, now) {
+					continue
+				}
 				layer := d.current.Load()
 				if layer < 0 {
 					layer = d.target.Load()
@@ -192,6 +196,32 @@ func (d *DownTrack) setReady(ready bool) {
 // browsers send no periodic keyframes. Longer than the publisher-side
 // throttle so retries are not swallowed by it.
 const keyframeRetry = 500 * time.Millisecond
+
+// subscriberPLIInterval bounds how often one subscriber's PLI or FIR is
+// passed on to the publisher.
+const subscriberPLIInterval = time.Second
+
+// wantedLayer is the layer to forward: the target if the publisher sends
+// it, else the closest sent layer below it, else the closest above. Chrome
+// stops sending upper layers when its bandwidth estimate drops; waiting for
+// them would freeze the video.
+func (d *DownTrack) wantedLayer(now int64) int32 {
+	t := int(d.target.Load())
+	if d.up.live(t, now) {
+		return int32(t)
+	}
+	for l := t - 1; l >= 0; l-- {
+		if d.up.live(l, now) {
+			return int32(l)
+		}
+	}
+	for l := t + 1; l < d.up.LayerCount(); l++ {
+		if d.up.live(l, now) {
+			return int32(l)
+		}
+	}
+	return int32(t)
+}
 
 // SetLayer selects the simulcast layer to forward (0 = lowest), clamped to
 // the layers the publisher sends. The switch happens at the next keyframe of
@@ -232,15 +262,21 @@ func (d *DownTrack) SetPaused(paused bool) {
 // Called by UpTrack read loops; layers meet under mu only while a switch is
 // under way. Allocates nothing.
 func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switchable bool, arrival int64) {
-	if d.paused.Load() || !d.ready.Load() {
+	if d.paused.Load() || !d.ready.Load() || !d.bound.Load() {
 		return
 	}
-	if layer != d.current.Load() {
-		if layer != d.target.Load() {
+	cur := d.current.Load()
+	if layer != cur {
+		// Only packets of layers not being forwarded get here: decide
+		// whether this layer should take over (cur's layer stopped, or the
+		// subscriber wants this one) and wait for its keyframe.
+		if cur >= 0 && d.up.live(int(cur), arrival) && cur == d.target.Load() {
+			return
+		}
+		if layer != d.wantedLayer(arrival) {
 			return
 		}
 		if !switchable {
-			// Waiting for a keyframe of the target layer.
 			if last := d.lastKeyReq.Load(); arrival-last > int64(keyframeRetry) && d.lastKeyReq.CompareAndSwap(last, arrival) {
 				d.up.RequestKeyframe(int(layer))
 			}
@@ -249,11 +285,11 @@ func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switcha
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.bound || d.writer == nil {
+	if d.writer == nil {
 		return
 	}
 	if layer != d.current.Load() {
-		if !switchable || layer != d.target.Load() {
+		if !switchable {
 			return
 		}
 		d.munger.Switch(h, arrival, d.clock)
@@ -267,14 +303,15 @@ func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switcha
 		return
 	}
 	out := payload
-	if d.vp8 && d.vp8d.Unmarshal(payload) == nil {
+	if d.vp8 && len(payload) > 0 && d.vp8d.Unmarshal(payload) == nil {
 		if b, err := d.vp8m.Rewrite(&d.vp8d, payload, d.scratch[:0]); err == nil {
 			out = b
 		}
 	}
 	d.hdr = rtp.Header{
 		Version:        2,
-		Padding:        h.Padding,
+		Padding:        h.PaddingSize > 0,
+		PaddingSize:    h.PaddingSize,
 		Marker:         h.Marker,
 		PayloadType:    uint8(d.pt),
 		SequenceNumber: sn,

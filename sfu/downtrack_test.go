@@ -190,6 +190,89 @@ func TestDownTrackNeverModifiesSharedPayload(t *testing.T) {
 	}
 }
 
+// marshaller marshals what a DownTrack writes into a buffer the size of
+// pion's SRTP pool, as the real write path does.
+type marshaller struct{ out [][]byte }
+
+func (m *marshaller) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	buf := make([]byte, 1492)
+	n, err := (&rtp.Packet{Header: *h, Payload: payload}).MarshalTo(buf)
+	if err != nil {
+		return 0, err
+	}
+	m.out = append(m.out, buf[:n])
+	return n, nil
+}
+
+func (m *marshaller) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestPaddedPacketsForwarded sends large padded packets (a hostile publisher
+// once crashed the server with one) and a padding-only probe through the
+// parse and forward steps: what the subscriber gets carries the same
+// payload and padding.
+func TestPaddedPacketsForwarded(t *testing.T) {
+	m := &marshaller{}
+	d := newBoundDownTrack(t, 1, m)
+	for i, tc := range []struct{ payload, pad int }{{1300, 1}, {1200, 200}, {0, 255}, {1400, 4}} {
+		payload := vp8Packet(uint16(i), true)[:10]
+		payload = append(payload, bytes.Repeat([]byte{0xAB}, tc.payload)...)
+		if tc.payload == 0 {
+			payload = nil
+		}
+		h := rtp.Header{Version: 2, Padding: true, SequenceNumber: uint16(100 + i), Timestamp: 1, SSRC: 5}
+		pkt, err := h.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt = append(pkt, payload...)
+		pkt = append(pkt, make([]byte, tc.pad-1)...)
+		pkt = append(pkt, byte(tc.pad))
+
+		var got rtp.Header
+		p, err := parseRTP(pkt, &got)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !bytes.Equal(p, payload) || got.PaddingSize != byte(tc.pad) {
+			t.Fatalf("case %d: payload %d bytes, padding %d; want %d, %d", i, len(p), got.PaddingSize, len(payload), tc.pad)
+		}
+		d.writeRTP(0, &got, p, true, int64(i+1))
+	}
+	if len(m.out) != 4 {
+		t.Fatalf("forwarded %d packets, want 4", len(m.out))
+	}
+	for i, b := range m.out {
+		var p rtp.Packet
+		if err := p.Unmarshal(b); err != nil {
+			t.Fatalf("packet %d does not parse: %v", i, err)
+		}
+	}
+	for _, bad := range [][]byte{
+		{0xa0, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 5},             // padding bit, no payload
+		{0xa0, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 5, 1, 2, 9},    // padding longer than the payload
+		{0xa0, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 5, 1, 2, 3, 0}, // padding size 0
+	} {
+		var h rtp.Header
+		if _, err := parseRTP(bad, &h); err == nil {
+			t.Fatalf("parseRTP accepted % x", bad)
+		}
+	}
+}
+
+func FuzzParseRTP(f *testing.F) {
+	f.Add([]byte{0x80, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 5, 1, 2, 3})
+	f.Add([]byte{0xa0, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 5, 1, 2, 3, 2})
+	d := newBoundDownTrack(f, 1, &marshaller{})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		var h rtp.Header
+		p, err := parseRTP(pkt, &h)
+		if err != nil {
+			return
+		}
+		d.writeRTP(0, &h, p, true, 1)
+	})
+}
+
 func TestDownTrackWaitsForTransport(t *testing.T) {
 	rec := &recorder{}
 	d := newBoundDownTrack(t, 1, rec)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -51,12 +52,16 @@ type Peer struct {
 	queue  []func()
 	closed bool
 
+	candidates atomic.Int32 // remote candidates accepted so far
+
 	// Owned by the loop goroutine.
 	remoteCandidates []webrtc.ICECandidateInit
-	offering         bool   // a server offer awaits its answer
-	renegotiate      bool   // another offer is due after that answer
-	restartICE       bool   // the next offer restarts ICE
-	offerID          uint32 // id of the last server offer
+	askedOffer       bool                        // OnNeedOffer was called and no offer came since
+	free             map[webrtc.RTPCodecType]int // unused receive-only sections of the last offer
+	offering         bool                        // a server offer awaits its answer
+	renegotiate      bool                        // another offer is due after that answer
+	restartICE       bool                        // the next offer restarts ICE
+	offerID          uint32                      // id of the last server offer
 	pending          []*DownTrack
 	senders          map[*DownTrack]*webrtc.RTPSender
 	trackOfMid       map[string]string
@@ -185,6 +190,7 @@ func (p *Peer) HandleOffer(sdp string, id uint32) error {
 		}
 		p.flushCandidates()
 		if !p.cfg.ServerOffers {
+			p.askedOffer = false
 			p.attachPending()
 		}
 		answer, err := p.pc.CreateAnswer(nil)
@@ -197,20 +203,27 @@ func (p *Peer) HandleOffer(sdp string, id uint32) error {
 		if p.cfg.OnDescription != nil {
 			p.cfg.OnDescription(*p.pc.LocalDescription(), id, p.midMap())
 		}
-		if !p.cfg.ServerOffers && len(p.pending) > 0 && p.cfg.OnNeedOffer != nil {
-			p.cfg.OnNeedOffer(p.pendingCounts())
+		if !p.cfg.ServerOffers && len(p.pending) > 0 {
+			p.askForOffer()
 		}
 		return nil
 	})
 }
 
-// HandleAnswer applies the client's answer to the last server offer.
-func (p *Peer) HandleAnswer(sdp string) error {
+// HandleAnswer applies the client's answer to the server offer id (0: the
+// last one, as the Go SDK sends). An answer to an older offer is ignored. If
+// the answer cannot be applied, the offer is rolled back and made again.
+func (p *Peer) HandleAnswer(sdp string, id uint32) error {
 	return p.call(func() error {
 		if !p.offering {
 			return errors.New("sfu: answer without an offer")
 		}
+		if id != 0 && id != p.offerID {
+			return fmt.Errorf("sfu: answer %d to an old offer (last %d)", id, p.offerID)
+		}
 		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+			p.rollback()
+			p.negotiate()
 			return fmt.Errorf("sfu: apply answer: %w", err)
 		}
 		p.offering = false
@@ -223,16 +236,20 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	})
 }
 
+// maxRemoteCandidates bounds the candidates one connection accepts. A
+// browser sends a handful per network interface and ICE restart; a client
+// sending thousands is only making the server work.
+const maxRemoteCandidates = 128
+
 // AddCandidate adds a remote ICE candidate, holding it until a remote
 // description exists.
 func (p *Peer) AddCandidate(c webrtc.ICECandidateInit) {
+	if p.candidates.Add(1) > maxRemoteCandidates {
+		return
+	}
 	p.enqueue(func() {
 		if p.pc.RemoteDescription() == nil {
-			// A client trickles only for descriptions it sent; bound the
-			// backlog so a hostile one cannot grow it forever.
-			if len(p.remoteCandidates) < 256 {
-				p.remoteCandidates = append(p.remoteCandidates, c)
-			}
+			p.remoteCandidates = append(p.remoteCandidates, c)
 			return
 		}
 		if err := p.pc.AddICECandidate(c); err != nil {
@@ -251,14 +268,27 @@ func (p *Peer) flushCandidates() {
 }
 
 // Negotiate starts a server offer (server-offers mode); with restartICE the
-// offer carries new ICE credentials (a resumed session).
+// offer carries new ICE credentials (a resumed session). An offer still
+// waiting for its answer is withdrawn first when restarting ICE: the client
+// that resumes never saw it.
 func (p *Peer) Negotiate(restartICE bool) {
 	p.enqueue(func() {
 		if restartICE {
 			p.restartICE = true
+			if p.offering {
+				p.rollback()
+			}
 		}
 		p.negotiate()
 	})
+}
+
+// rollback withdraws the outstanding server offer.
+func (p *Peer) rollback() {
+	if err := p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+		p.log.Debug("rollback failed", "err", err)
+	}
+	p.offering = false
 }
 
 func (p *Peer) negotiate() {
@@ -305,16 +335,31 @@ func (p *Peer) AddDownTrack(d *DownTrack) {
 				return
 			}
 			p.senders[d] = tr.Sender()
-			d.attach(tr.Sender())
+			if !d.attach(tr.Sender()) {
+				p.log.Debug("track ended while being attached", "track", d.ID())
+			}
 			d.setReady(p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected)
 			p.negotiate()
 			return
 		}
 		p.pending = append(p.pending, d)
-		if p.cfg.OnNeedOffer != nil {
-			p.cfg.OnNeedOffer(p.pendingCounts())
-		}
+		p.askForOffer()
 	})
+}
+
+// askForOffer asks the client for a new offer, with as many more
+// receive-only sections of each kind as the waiting DownTracks need beyond
+// the free ones of its last offer. One request is outstanding at a time: the
+// client adds what is asked for on every request.
+func (p *Peer) askForOffer() {
+	if p.askedOffer || p.cfg.OnNeedOffer == nil {
+		return
+	}
+	p.askedOffer = true
+	audios, videos := p.pendingCounts()
+	audios = max(audios-p.free[webrtc.RTPCodecTypeAudio], 0)
+	videos = max(videos-p.free[webrtc.RTPCodecTypeVideo], 0)
+	p.cfg.OnNeedOffer(audios, videos)
 }
 
 // RemoveDownTrack unsubscribes d. Its media section is turned inactive by
@@ -344,8 +389,8 @@ func (p *Peer) RemoveDownTrack(d *DownTrack) {
 		}
 		if p.cfg.ServerOffers {
 			p.negotiate()
-		} else if p.cfg.OnNeedOffer != nil {
-			p.cfg.OnNeedOffer(0, 0)
+		} else {
+			p.askForOffer()
 		}
 	})
 }
@@ -353,9 +398,6 @@ func (p *Peer) RemoveDownTrack(d *DownTrack) {
 // attachPending binds waiting DownTracks to the offer's free receive-only
 // sections of their kind.
 func (p *Peer) attachPending() {
-	if len(p.pending) == 0 {
-		return
-	}
 	free := map[webrtc.RTPCodecType]int{}
 	for _, t := range p.pc.GetTransceivers() {
 		if t.Sender() == nil && t.Direction() == webrtc.RTPTransceiverDirectionSendonly && t.Mid() != "" {
@@ -375,10 +417,13 @@ func (p *Peer) attachPending() {
 		}
 		free[d.Kind()]--
 		p.senders[d] = sender
-		d.attach(sender)
+		if !d.attach(sender) {
+			p.log.Debug("track ended while being attached", "track", d.ID())
+		}
 		d.setReady(p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected)
 	}
 	p.pending = rest
+	p.free = free
 }
 
 func (p *Peer) pendingCounts() (audios, videos int) {

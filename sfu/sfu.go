@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -50,11 +51,15 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: listen ICE TCP: %w", err)
 		}
 		s.tcpLn = ln
-		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, 32)
+		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), deadlineListener{ln}, 32)
 		se.SetICETCPMux(s.tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	se.SetNetworkTypes(networks)
+	// The SFU only accepts ICE-TCP; it never dials the addresses a client
+	// names in its candidates (that would let clients make it connect
+	// anywhere).
+	se.DisableActiveTCP(true)
 	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
 	// Clients behind mDNS-obfuscated host candidates reach us as
 	// peer-reflexive candidates; we never multicast queries ourselves.
@@ -116,4 +121,30 @@ func (s *SFU) Close() error {
 		}
 	}
 	return first
+}
+
+// tcpWriteTimeout bounds one write to an ICE-TCP connection. Packets are
+// written from publishers' read loops: a subscriber that stops reading its
+// TCP socket must not stall everyone else for longer than this; its
+// connection fails instead.
+const tcpWriteTimeout = 250 * time.Millisecond
+
+// deadlineListener gives every accepted ICE-TCP connection a write timeout.
+type deadlineListener struct{ net.Listener }
+
+func (l deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return deadlineConn{c}, nil
+}
+
+type deadlineConn struct{ net.Conn }
+
+func (c deadlineConn) Write(b []byte) (int, error) {
+	if err := c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }

@@ -44,6 +44,7 @@ type UpTrack struct {
 	layerCount atomic.Int32
 	levelID    atomic.Uint32 // audio level extension id; 0 = not negotiated
 	level      audioLevel
+	lastPacket [MaxLayers]atomic.Int64 // per layer: arrival of its last packet, unix nanos
 
 	id    string
 	kind  webrtc.RTPCodecType
@@ -134,15 +135,36 @@ func (u *UpTrack) HasLayer(index int) bool {
 	return u.layers[index] != nil
 }
 
-// AddDownTrack starts forwarding to d.
-func (u *UpTrack) addDownTrack(d *DownTrack) {
+// layerLiveFor is how long a layer counts as sent after its last packet.
+// Chrome pauses upper simulcast layers when its bandwidth estimate drops
+// (and before it has ramped up); a second is well above video's packet
+// spacing even at low frame rates.
+const layerLiveFor = time.Second
+
+// live reports whether layer received a packet within layerLiveFor of now.
+// Lock-free: called for packets a subscriber is not forwarding.
+func (u *UpTrack) live(layer int, now int64) bool {
+	if layer < 0 || layer >= MaxLayers {
+		return false
+	}
+	last := u.lastPacket[layer].Load()
+	return last != 0 && now-last < int64(layerLiveFor)
+}
+
+// addDownTrack starts forwarding to d. It reports false once the track is
+// closed.
+func (u *UpTrack) addDownTrack(d *DownTrack) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.closed {
+		return false
+	}
 	old := *u.downs.Load()
 	next := make([]*DownTrack, 0, len(old)+1)
 	next = append(next, old...)
 	next = append(next, d)
 	u.downs.Store(&next)
+	return true
 }
 
 // removeDownTrack stops forwarding to d.
@@ -205,7 +227,7 @@ func (l *upLayer) readLoop() {
 			}
 			return
 		}
-		hlen, err := h.Unmarshal(buf[:n])
+		payload, err := parseRTP(buf[:n], &h)
 		if err != nil {
 			malformed++
 			if malformed%100 == 1 {
@@ -213,27 +235,46 @@ func (l *upLayer) readLoop() {
 			}
 			continue
 		}
-		payload := buf[hlen:n]
-		media := payload
-		if h.Padding && len(payload) > 0 {
-			pad := int(payload[len(payload)-1])
-			if pad > len(payload) {
-				continue
-			}
-			media = payload[:len(payload)-pad]
-		}
 		if id := u.levelID.Load(); id != 0 {
 			if ext := h.GetExtension(uint8(id)); len(ext) > 0 {
 				u.level.observe(ext[0] & 0x7f)
 			}
 		}
 		// Audio can be switched to at any packet; video only at a keyframe.
-		switchable := !video || (len(media) > 0 && rtpx.IsKeyframe(u.ckind, media))
+		switchable := !video || (len(payload) > 0 && rtpx.IsKeyframe(u.ckind, payload))
 		arrival := time.Now().UnixNano()
+		u.lastPacket[l.index].Store(arrival)
 		for _, d := range *u.downs.Load() {
 			d.writeRTP(l.index, &h, payload, switchable, arrival)
 		}
 	}
+}
+
+var errBadPadding = errors.New("sfu: RTP padding longer than the payload")
+
+// parseRTP parses pkt's header into h and returns the payload without its
+// padding (RFC 3550 §5.1); h.PaddingSize records the padding so each
+// subscriber's copy of the header reproduces it when pion marshals.
+// The payload aliases pkt.
+func parseRTP(pkt []byte, h *rtp.Header) ([]byte, error) {
+	hlen, err := h.Unmarshal(pkt)
+	if err != nil {
+		return nil, err
+	}
+	payload := pkt[hlen:]
+	h.PaddingSize = 0
+	if h.Padding {
+		if len(payload) == 0 {
+			return nil, errBadPadding
+		}
+		pad := int(payload[len(payload)-1])
+		if pad == 0 || pad > len(payload) {
+			return nil, errBadPadding
+		}
+		payload = payload[:len(payload)-pad]
+		h.PaddingSize = byte(pad)
+	}
+	return payload, nil
 }
 
 // Close stops forwarding and waits for the read loops, which end once the

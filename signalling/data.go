@@ -13,6 +13,9 @@ const (
 	// maxDataPacket is the largest DataPacket forwarded: the JS SDK caps
 	// packets at 64 000 bytes, LiveKit's protobuf framing adds a little.
 	maxDataPacket = 65536 + 1024
+	// maxDataBuffered is how much data may wait for one receiver's channel:
+	// a couple of seconds of a busy chat or RPC stream.
+	maxDataBuffered = 1 << 20
 )
 
 // onDataChannel adopts a data channel the client opened. In single-PC mode
@@ -98,6 +101,12 @@ func (p *participant) sendData(kind livekit.DataPacket_Kind, b []byte) {
 	dc := p.dataOut[kind]
 	p.mu.Unlock()
 	if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
+		return
+	}
+	// pion queues without bound; a receiver that does not keep up loses
+	// packets rather than growing the server's memory.
+	if dc.BufferedAmount() > maxDataBuffered {
+		p.dataDropped.Add(1)
 		return
 	}
 	if err := dc.Send(b); err != nil {

@@ -68,7 +68,7 @@ func (p *participant) handleAnswer(sd *livekit.SessionDescription) {
 	if sd == nil || sd.Type != "answer" || p.single {
 		return
 	}
-	if err := p.sub.HandleAnswer(sd.Sdp); err != nil {
+	if err := p.sub.HandleAnswer(sd.Sdp, sd.Id); err != nil {
 		p.log.Warn("answer rejected", "err", err)
 	}
 }
@@ -134,6 +134,12 @@ func (p *participant) updateMetadata(name, metadata string, attributes map[strin
 			} else {
 				attrs[k] = v
 			}
+		}
+		// The limit holds for the merged set, or updates could add up.
+		if attributesSize(attrs) > maxAttributesSize {
+			p.mu.Unlock()
+			p.rejectRequest(livekit.RequestResponse_LIMIT_EXCEEDED, "attributes exceed the size limit", nil)
+			return
 		}
 		p.info.Attributes = attrs
 	}

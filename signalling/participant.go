@@ -28,7 +28,8 @@ const (
 type participant struct {
 	// perm is the participant's permission: params.Permission until
 	// UpdateParticipant replaces it. The value is never modified in place.
-	perm atomic.Pointer[livekit.ParticipantPermission]
+	perm        atomic.Pointer[livekit.ParticipantPermission]
+	dataDropped atomic.Uint64 // data packets not delivered to this slow receiver
 
 	room     *room
 	sid      string
@@ -256,7 +257,9 @@ func (p *participant) onPeerState(st webrtc.PeerConnectionState, publisherOnly b
 		away := p.conn == nil
 		p.mu.Unlock()
 		if away {
-			p.close(livekit.DisconnectReason_CONNECTION_TIMEOUT, livekit.LeaveRequest_DISCONNECT, false)
+			// Not from this goroutine: closing waits for the Peer's loop,
+			// which is running this callback.
+			go p.close(livekit.DisconnectReason_CONNECTION_TIMEOUT, livekit.LeaveRequest_DISCONNECT, false)
 		}
 	}
 	_ = publisherOnly
@@ -287,14 +290,19 @@ func (p *participant) signalLost(c *wsConn) {
 	p.log.Debug("signal connection lost; waiting for resume")
 }
 
-// resumeWith makes c the participant's signal connection. It reports false
-// if the participant is gone.
-func (p *participant) resumeWith(c *wsConn) bool {
+// resumeWith makes c the participant's signal connection, with the
+// reconnect response queued on it first: nothing sent to the participant
+// meanwhile may overtake it (livekit-client drops everything before it). It
+// reports false if the participant is gone.
+func (p *participant) resumeWith(c *wsConn, info *livekit.ServerInfo) bool {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return false
 	}
+	c.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Reconnect{Reconnect: &livekit.ReconnectResponse{
+		ServerInfo: info, LastMessageSeq: p.lastDataSeq,
+	}}})
 	old := p.conn
 	p.conn = c
 	if p.dropTimer != nil {
@@ -345,6 +353,7 @@ func (p *participant) close(reason livekit.DisconnectReason, action livekit.Leav
 		}
 	}
 	if !replaced {
+		p.room.departed(info)
 		p.room.broadcast(p, info)
 	}
 	if conn != nil {

@@ -15,6 +15,11 @@ import (
 // cannot grow the map without publishing anything.
 const maxPendingTracks = 64
 
+// maxPublishedTracks bounds what one participant publishes: a camera, a
+// microphone, a screen share with its audio, and room for more devices.
+// Each published track costs every subscriber a DownTrack.
+const maxPublishedTracks = 16
+
 func (p *participant) rejectRequest(reason livekit.RequestResponse_Reason, msg string, req *livekit.RequestResponse) {
 	if req == nil {
 		req = &livekit.RequestResponse{}
@@ -44,7 +49,7 @@ func (p *participant) handleAddTrack(req *livekit.AddTrackRequest) {
 	}
 	ti, ok := p.pending[req.Cid]
 	if !ok {
-		if len(p.pending) >= maxPendingTracks {
+		if len(p.pending) >= maxPendingTracks || len(p.published) >= maxPublishedTracks {
 			p.mu.Unlock()
 			p.rejectRequest(livekit.RequestResponse_LIMIT_EXCEEDED, "too many tracks pending", rr)
 			return

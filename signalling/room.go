@@ -28,6 +28,7 @@ type room struct {
 	closed       bool
 	closeTimer   *time.Timer
 	settings     roomSettings
+	departures   []departure // recent leavers, for resuming clients
 }
 
 // roomSettings are what RoomService.CreateRoom may choose for a room
@@ -219,4 +220,52 @@ func enabledCodecs() []*livekit.Codec {
 		{Mime: "video/H264"},
 		{Mime: "audio/opus"},
 	}
+}
+
+// departure is a participant that left, kept for clients that resume after
+// missing the news.
+type departure struct {
+	info *livekit.ParticipantInfo // state DISCONNECTED
+	at   time.Time
+}
+
+// departureMemory is how long departures are remembered: a resume comes
+// within the resume window.
+const departureMemory = resumeWindow + 10*time.Second
+
+// departed records info, the last state of a participant that left.
+func (r *room) departed(info *livekit.ParticipantInfo) {
+	if info.Permission != nil && info.Permission.Hidden {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	keep := r.departures[:0]
+	for _, d := range r.departures {
+		if now.Sub(d.at) < departureMemory && d.info.Identity != info.Identity {
+			keep = append(keep, d)
+		}
+	}
+	// Bounded by the participants who can leave within departureMemory;
+	// cap it anyway so a join/leave storm cannot grow it without limit.
+	if len(keep) >= 256 {
+		keep = keep[1:]
+	}
+	r.departures = append(keep, departure{info: info, at: now})
+}
+
+// recentDepartures returns the remembered departures of identities that are
+// not back in the room.
+func (r *room) recentDepartures() []*livekit.ParticipantInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	var out []*livekit.ParticipantInfo
+	for _, d := range r.departures {
+		if _, back := r.participants[d.info.Identity]; !back && now.Sub(d.at) < departureMemory {
+			out = append(out, d.info)
+		}
+	}
+	return out
 }

@@ -178,17 +178,17 @@ func (s *Server) resume(c *wsConn, params *joinParams) {
 	if r := s.room(params.Room, false); r != nil {
 		p = r.get(params.Identity)
 	}
-	if p == nil || (params.ParticipantSID != "" && params.ParticipantSID != p.sid) || !p.resumeWith(c) {
+	if p == nil || (params.ParticipantSID != "" && params.ParticipantSID != p.sid) || !p.resumeWith(c, s.serverInfo()) {
 		// Unknown session: the client falls back to a full reconnect.
 		leaveAndClose(c, livekit.DisconnectReason_STATE_MISMATCH, livekit.LeaveRequest_RECONNECT)
 		return
 	}
-	p.mu.Lock()
-	lastSeq := p.lastDataSeq
-	p.mu.Unlock()
-	c.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Reconnect{Reconnect: &livekit.ReconnectResponse{
-		ServerInfo: s.serverInfo(), LastMessageSeq: lastSeq,
-	}}})
+	// Who left while the client was away (its DISCONNECTED updates were
+	// lost with the socket; the JS never drops a participant otherwise),
+	// then everyone present (PROTOCOL.md §5.8).
+	if gone := p.room.recentDepartures(); len(gone) > 0 {
+		c.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Update{Update: &livekit.ParticipantUpdate{Participants: gone}}})
+	}
 	infos := []*livekit.ParticipantInfo{p.snapshot()}
 	for _, q := range p.room.others(p) {
 		if !q.hidden() {

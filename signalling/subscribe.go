@@ -30,6 +30,18 @@ func (p *participant) subscribe(pub *participant, t *publishedTrack) {
 	p.subs[t.info.Sid] = &subscription{publisher: pub, track: t, down: d}
 	p.mu.Unlock()
 	p.sub.AddDownTrack(d)
+	// An unpublish sweeps subscribers after removing the track; checking
+	// after adding ours means one of the two sees the other.
+	if !pub.publishes(t) {
+		p.unsubscribe(t.info.Sid)
+	}
+}
+
+// publishes reports whether t is still one of p's published tracks.
+func (p *participant) publishes(t *publishedTrack) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.closed && p.published[t.info.Sid] == t
 }
 
 // unsubscribe stops p receiving the track with sid, if it does.

@@ -23,6 +23,12 @@ const (
 	// leaveDrain is how long a leave gets to reach the client before the
 	// socket closes (LiveKit drains for 250 ms; PROTOCOL.md §4.3).
 	leaveDrain = 250 * time.Millisecond
+	// wsPingInterval and wsReadTimeout notice a client that vanished
+	// without closing (no FIN, a dead NAT mapping): WebSocket pings every
+	// 10 s, as LiveKit sends, and 30 s without any frame or pong ends the
+	// connection (then the participant waits for a resume).
+	wsPingInterval = 10 * time.Second
+	wsReadTimeout  = 30 * time.Second
 )
 
 var (
@@ -47,6 +53,8 @@ type wsConn struct {
 
 func newWSConn(ws *websocket.Conn) *wsConn {
 	c := &wsConn{ws: ws, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	_ = ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
+	ws.SetPongHandler(func(string) error { return ws.SetReadDeadline(time.Now().Add(wsReadTimeout)) })
 	go c.writeLoop()
 	return c
 }
@@ -111,6 +119,8 @@ func (c *wsConn) closeNow() {
 func (c *wsConn) writeLoop() {
 	defer close(c.done)
 	defer c.ws.Close()
+	ping := time.NewTicker(wsPingInterval)
+	defer ping.Stop()
 	var drainUntil time.Time
 	for {
 		c.mu.Lock()
@@ -149,7 +159,13 @@ func (c *wsConn) writeLoop() {
 		if len(batch) > 0 {
 			continue
 		}
-		<-c.wake
+		select {
+		case <-c.wake:
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
+				return
+			}
+		}
 	}
 }
 
@@ -162,6 +178,7 @@ func (c *wsConn) read() (*livekit.SignalRequest, error) {
 	if err != nil {
 		return nil, err
 	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 	b, err := io.ReadAll(io.LimitReader(r, maxSignalMessage+1))
 	if err != nil {
 		return nil, err
