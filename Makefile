@@ -4,7 +4,7 @@ GO ?= go
 # Go files, without web/node_modules (some npm packages ship Go code).
 GOFILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './web/node_modules/*')
 
-.PHONY: all build web run test test-deps fmt fmt-check lint clean
+.PHONY: all build web run test test-deps test-element-call fmt fmt-check lint clean
 
 all: build
 
@@ -22,6 +22,11 @@ run: build
 test: test-deps web
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
+
+# Element Call 0.26.1 (the widget build, test-only, from web/node_modules)
+# holding a call through Stoa with a real Dendrite; make test runs it too.
+test-element-call: test-deps
+	$(GO) test -race -count=1 -v -timeout 10m ./web/elementcall/
 
 # Dendrite: the real homeserver that auth/authtest starts for tests.
 DENDRITE_VERSION = v0.13.8

@@ -21,6 +21,10 @@ type Config struct {
 	// PublicURL is the SFU's public WebSocket URL, returned to clients as
 	// "url" (for example wss://stoa.example.org). Required.
 	PublicURL string
+	// ServiceURL is where clients reach this service (its /sfu/get and
+	// /get_token), advertised by the discovery endpoints. Default: PublicURL
+	// with http(s) for ws(s), i.e. the service at the root of Stoa's host.
+	ServiceURL string
 	// APIKey and APISecret sign the access tokens. Required.
 	APIKey, APISecret string
 	// TokenTTL is the validity of minted tokens. Default 1h, as

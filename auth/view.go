@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -33,6 +34,10 @@ type Ticket struct {
 	User     id.UserID
 	Device   id.DeviceID
 	MemberID string // MSC4143 member id; "" for legacy /sfu/get identities
+	// DelayID and DelayTimeout are the client's MSC4140 delayed leave event
+	// and its timeout, when the token request named one ("" and 0 if not).
+	DelayID      string
+	DelayTimeout time.Duration
 }
 
 // tickets holds the tickets of tokens issued, by SFU room and identity.

@@ -57,6 +57,12 @@ type config struct {
 	Room roomConfig `yaml:"room"`
 	// Logging configures the log.
 	Logging loggingConfig `yaml:"logging"`
+	// Matrix configures the MatrixRTC authorisation service.
+	Matrix matrixConfig `yaml:"matrix"`
+
+	// lkKey is the API key LIVEKIT_KEY named, which the authorisation
+	// service signs with.
+	lkKey string
 
 	// dev records --dev: it relaxes validation and offers loopback ICE
 	// candidates.
@@ -137,6 +143,9 @@ func loadConfig(opts loadOptions) (config, error) {
 		}
 	}
 	if err := c.applyEnv(opts.getenv); err != nil {
+		return config{}, err
+	}
+	if err := c.applyLKEnv(opts.getenv); err != nil {
 		return config{}, err
 	}
 	if len(opts.binds) > 0 {
@@ -336,7 +345,7 @@ func (c *config) validate() error {
 	if _, err := c.logLevel(); err != nil {
 		return err
 	}
-	return nil
+	return c.validateMatrix()
 }
 
 func checkPort(name string, port int, allowDisable bool) error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/stoa-rtc/stoa/auth"
 	"github.com/stoa-rtc/stoa/signalling"
 )
 
@@ -52,13 +53,36 @@ func serve(ctx context.Context, args []string, sys system) error {
 		logger.Warn("development mode: do not expose this server", "key", devKey)
 	}
 
-	srv, err := signalling.NewServer(cfg.signalling(logger))
+	relay := &observerRelay{}
+	scfg := cfg.signalling(logger)
+	scfg.Observer = relay
+	srv, err := signalling.NewServer(scfg)
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
 	listeners, err := listen(ctx, cfg.httpAddrs())
 	if err != nil {
 		return errors.Join(err, srv.Close())
+	}
+	authCtx, stopAuth := context.WithCancel(context.Background())
+	authDone := make(chan error, 1)
+	if acfg, ok := cfg.authConfig(listeners[0].Addr(), logger); ok {
+		svc, err := auth.New(acfg, srv)
+		if err != nil {
+			stopAuth()
+			for _, l := range listeners {
+				l.Close()
+			}
+			return errors.Join(fmt.Errorf("authorisation service: %w", err), srv.Close())
+		}
+		for _, p := range authRoutes() {
+			srv.Handle(p, svc.Handler())
+		}
+		relay.to.Store(svc)
+		go func() { authDone <- svc.Run(authCtx) }()
+		logger.Info("MatrixRTC authorisation service on", "url", acfg.PublicURL)
+	} else {
+		authDone <- nil
 	}
 	hs := &http.Server{
 		Handler:           srv,
@@ -101,6 +125,13 @@ func serve(ctx context.Context, args []string, sys system) error {
 			serveErr = err
 		}
 	}
+	stopAuth()
+	authErr := <-authDone
+	if authErr != nil && !errors.Is(authErr, context.Canceled) {
+		authErr = fmt.Errorf("authorisation service: %w", authErr)
+	} else {
+		authErr = nil
+	}
 	closeErr := srv.Close()
 	if closeErr != nil {
 		closeErr = fmt.Errorf("close server: %w", closeErr)
@@ -108,7 +139,7 @@ func serve(ctx context.Context, args []string, sys system) error {
 	if serveErr != nil {
 		serveErr = fmt.Errorf("HTTP server: %w", serveErr)
 	}
-	err = errors.Join(serveErr, shutdownErr, closeErr)
+	err = errors.Join(serveErr, shutdownErr, authErr, closeErr)
 	if err == nil {
 		logger.Info("stopped")
 	}
