@@ -47,8 +47,9 @@ func newBot(w *roomWatcher, cfg Config) (*bot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: bot client: %w", err)
 	}
-	// The long poll bounds itself; the client's own timeout must not cut it.
-	cli.Client = &http.Client{}
+	// The client's timeout must outlast the long poll; other requests are
+	// bounded by their contexts.
+	cli.Client = &http.Client{Timeout: syncTimeout + 30*time.Second}
 	return &bot{
 		w:      w,
 		log:    w.log.With("mode", "bot"),

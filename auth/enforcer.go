@@ -129,11 +129,18 @@ func (e *enforcer) joined(alias, identity string) {
 
 func (e *enforcer) left(alias, identity string) {
 	k := participantKey{alias, identity}
+	// The latest ticket: Element Call asks for a second token once it has
+	// scheduled its delayed leave, and that one carries the delay ID.
+	latest, ok := e.tickets.get(alias, identity)
 	e.mu.Lock()
 	s := e.sessions[k]
 	delete(e.sessions, k)
 	if s != nil {
-		e.departed[k] = departure{ticket: s.ticket, due: time.Now().Add(e.leaveGrace)}
+		t := s.ticket
+		if ok && latest.Room == t.Room && latest.User == t.User && latest.Device == t.Device {
+			t = latest
+		}
+		e.departed[k] = departure{ticket: t, due: time.Now().Add(e.leaveGrace)}
 	}
 	e.mu.Unlock()
 	if s != nil {

@@ -509,8 +509,11 @@ func TestEnforcerDroppedParticipant(t *testing.T) {
 				return &http.Response{StatusCode: status, Body: io.NopCloser(strings.NewReader(body)),
 					Header: http.Header{"Content-Type": {"application/json"}}, Request: req}, nil
 			})}
-			r.connect(t, Ticket{Alias: enfAlias, Identity: bobIdent, Room: enfRoom, User: stBob, Device: bobDev, DelayID: "syd_abc"})
+			r.connect(t, Ticket{})
 			r.joinCall(t, "")
+			// The second token, asked for once the delayed leave exists.
+			r.s.tickets.add(Ticket{Alias: enfAlias, Identity: bobIdent, Room: enfRoom, SlotID: defaultSlot,
+				User: stBob, Device: bobDev, DelayID: "syd_abc", DelayTimeout: 10 * time.Second})
 			r.sfu.drop(enfAlias, bobIdent)
 			r.s.ParticipantLeft(enfAlias, bobIdent)
 			time.Sleep(time.Minute)

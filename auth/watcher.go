@@ -56,7 +56,6 @@ type roomWatcher struct {
 	log *slog.Logger
 	src source
 	enf *enforcer
-	hs  string // homeserver base URL, for delayed-event management
 
 	mu    sync.Mutex // guards rooms
 	rooms map[id.RoomID]*roomState
@@ -81,7 +80,6 @@ func newWatcher(s *Service) (watcher, error) {
 	}
 	w := &roomWatcher{
 		log:   s.log.With("component", "watcher"),
-		hs:    cfg.HomeserverURL,
 		rooms: map[id.RoomID]*roomState{},
 	}
 	if cfg.AccessToken != "" {
