@@ -317,6 +317,25 @@ func (a *appService) load(ctx context.Context, room id.RoomID, user id.UserID) e
 	return errUnseen
 }
 
+// memberNow implements source, reading as user if local, else as a local
+// member of the room.
+func (a *appService) memberNow(ctx context.Context, room id.RoomID, user id.UserID) (event.Membership, error) {
+	as := user
+	if !a.local(user) {
+		as = ""
+		a.mu.Lock()
+		for u := range a.locals[room] {
+			as = u
+			break
+		}
+		a.mu.Unlock()
+		if as == "" {
+			return "", errUnseen
+		}
+	}
+	return memberOf(ctx, a.clientFor(as), room, user)
+}
+
 func (a *appService) forgetLocal(room id.RoomID, user id.UserID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -217,6 +217,11 @@ func (b *bot) load(ctx context.Context, room id.RoomID, _ id.UserID) error {
 	return errUnseen
 }
 
+// memberNow implements source, reading as the bot.
+func (b *bot) memberNow(ctx context.Context, room id.RoomID, user id.UserID) (event.Membership, error) {
+	return memberOf(ctx, b.cli, room, user)
+}
+
 // endCall implements source: a bot cannot write other users' state.
 func (b *bot) endCall(context.Context, id.RoomID, id.UserID, string) error {
 	return errCannotWrite

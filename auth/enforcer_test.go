@@ -91,6 +91,9 @@ type enfSource struct {
 func (f *enfSource) run(ctx context.Context) error                    { <-ctx.Done(); return nil }
 func (f *enfSource) load(context.Context, id.RoomID, id.UserID) error { return errUnseen }
 func (f *enfSource) local(user id.UserID) bool                        { return user.Homeserver() == "example.org" }
+func (f *enfSource) memberNow(context.Context, id.RoomID, id.UserID) (event.Membership, error) {
+	return "", errUnseen
+}
 func (f *enfSource) endCall(_ context.Context, room id.RoomID, user id.UserID, key string) error {
 	if !f.canWrite {
 		return errCannotWrite

@@ -43,6 +43,8 @@ type source interface {
 	endCall(ctx context.Context, room id.RoomID, user id.UserID, key string) error
 	// local reports whether user is on the watcher's homeserver.
 	local(user id.UserID) bool
+	// memberNow reads user's m.room.member in room from the homeserver.
+	memberNow(ctx context.Context, room id.RoomID, user id.UserID) (event.Membership, error)
 	// clientFor returns a client that acts for the local user where the
 	// source can (application service masquerading), else one without
 	// credentials.
@@ -57,8 +59,9 @@ type roomWatcher struct {
 	src source
 	enf *enforcer
 
-	mu    sync.Mutex // guards rooms
-	rooms map[id.RoomID]*roomState
+	mu      sync.Mutex // guards rooms and rechecks
+	rooms   map[id.RoomID]*roomState
+	recheck map[memberKey]time.Time // last homeserver check of a "not joined" answer
 }
 
 // newWatcher builds the bot or application-service watcher the
@@ -133,12 +136,64 @@ func (w *roomWatcher) Membership(ctx context.Context, room id.RoomID, user id.Us
 		return "", err
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	r := w.rooms[room]
 	if r == nil || !r.complete || r.stale {
+		w.mu.Unlock()
 		return "", errUnseen
 	}
-	return r.membership(user), nil
+	m := r.membership(user)
+	recheck := m != event.MembershipJoin && w.mayRecheckLocked(room, user)
+	w.mu.Unlock()
+	if recheck {
+		// The user may have joined a moment ago and the event not have
+		// reached the watcher yet; a client that asks for a token right
+		// after joining must not be refused for it.
+		if now, err := w.src.memberNow(ctx, room, user); err == nil && now == event.MembershipJoin {
+			return now, nil
+		}
+	}
+	return m, nil
+}
+
+// memberKey names a user in a room.
+type memberKey struct {
+	room id.RoomID
+	user id.UserID
+}
+
+// recheckEvery bounds how often a "not joined" answer is confirmed with the
+// homeserver for one user and room, so refused requests cannot make Stoa
+// hammer it.
+const recheckEvery = 5 * time.Second
+
+func (w *roomWatcher) mayRecheckLocked(room id.RoomID, user id.UserID) bool {
+	now := time.Now()
+	k := memberKey{room, user}
+	if last, ok := w.recheck[k]; ok && now.Sub(last) < recheckEvery {
+		return false
+	}
+	if len(w.recheck) >= 4096 {
+		clear(w.recheck)
+	}
+	if w.recheck == nil {
+		w.recheck = map[memberKey]time.Time{}
+	}
+	w.recheck[k] = now
+	return true
+}
+
+// memberOf reads user's membership through cli; a missing event is "".
+func memberOf(ctx context.Context, cli *mautrix.Client, room id.RoomID, user id.UserID) (event.Membership, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var content event.MemberEventContent
+	if err := cli.StateEvent(ctx, room, event.StateMember, string(user), &content); err != nil {
+		if httpStatus(err) == http.StatusNotFound {
+			return "", nil
+		}
+		return "", err
+	}
+	return content.Membership, nil
 }
 
 // PowerLevels implements RoomView.
