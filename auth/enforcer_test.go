@@ -184,7 +184,7 @@ func (r *enfRig) connect(t *testing.T, tk Ticket) {
 	if tk.Alias == "" {
 		tk = Ticket{Alias: enfAlias, Identity: bobIdent, Room: enfRoom, SlotID: defaultSlot, User: stBob, Device: bobDev}
 	}
-	r.s.tickets.add(tk)
+	r.s.tickets.add(tk, time.Hour, func(string, string) bool { return true })
 	r.sfu.add(tk.Alias, tk.Identity)
 	r.s.ParticipantJoined(tk.Alias, tk.Identity)
 }
@@ -516,7 +516,8 @@ func TestEnforcerDroppedParticipant(t *testing.T) {
 			r.joinCall(t, "")
 			// The second token, asked for once the delayed leave exists.
 			r.s.tickets.add(Ticket{Alias: enfAlias, Identity: bobIdent, Room: enfRoom, SlotID: defaultSlot,
-				User: stBob, Device: bobDev, DelayID: "syd_abc", DelayTimeout: 10 * time.Second})
+				User: stBob, Device: bobDev, DelayID: "syd_abc", DelayTimeout: 10 * time.Second},
+				time.Hour, func(string, string) bool { return true })
 			r.sfu.drop(enfAlias, bobIdent)
 			r.s.ParticipantLeft(enfAlias, bobIdent)
 			time.Sleep(time.Minute)

@@ -292,7 +292,8 @@ func (h *tokenHandler) issue(ctx context.Context, c tokenClaim) (tokenResponse, 
 		MemberID:     c.memberID,
 		DelayID:      c.delayID,
 		DelayTimeout: c.delayTimeout,
-	})
+	}, 2*s.cfg.TokenTTL, s.connected)
+
 	log.Info("token issued", "why", d.why, "admin", d.admin, "delayed_leave", c.delayID != "")
 	return tokenResponse{URL: s.cfg.PublicURL, JWT: jwt}, nil
 }
@@ -407,4 +408,9 @@ func healthz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Allow", "GET, HEAD")
 	w.WriteHeader(http.StatusMethodNotAllowed)
+}
+
+// connected reports whether identity is in the SFU room alias.
+func (s *Service) connected(alias, identity string) bool {
+	return slices.Contains(s.sfu.Participants(alias), identity)
 }

@@ -42,16 +42,41 @@ type Ticket struct {
 
 // tickets holds the tickets of tokens issued, by SFU room and identity.
 type tickets struct {
-	mu     sync.Mutex // guards byRoom
+	mu     sync.Mutex // guards the following fields
 	byRoom map[string]map[string]Ticket
+	issued map[participantKey]time.Time
+	adds   int
 }
 
-func (t *tickets) add(k Ticket) {
+// ticketSweepEvery is how many issued tokens pass between sweeps of old
+// tickets.
+const ticketSweepEvery = 256
+
+// add records k. Every ticketSweepEvery adds, tickets older than maxAge
+// whose participant is not connected (present says who is) are dropped:
+// their tokens have expired, and connected participants keep theirs for a
+// reconnect with a refreshed token.
+func (t *tickets) add(k Ticket, maxAge time.Duration, present func(alias, identity string) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byRoom == nil {
 		t.byRoom = map[string]map[string]Ticket{}
+		t.issued = map[participantKey]time.Time{}
 	}
+	now := time.Now()
+	t.adds++
+	if t.adds%ticketSweepEvery == 0 {
+		for pk, at := range t.issued {
+			if now.Sub(at) > maxAge && !present(pk.alias, pk.identity) {
+				delete(t.issued, pk)
+				delete(t.byRoom[pk.alias], pk.identity)
+				if len(t.byRoom[pk.alias]) == 0 {
+					delete(t.byRoom, pk.alias)
+				}
+			}
+		}
+	}
+	t.issued[participantKey{k.Alias, k.Identity}] = now
 	m := t.byRoom[k.Alias]
 	if m == nil {
 		m = map[string]Ticket{}
