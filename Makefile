@@ -65,3 +65,9 @@ lint: fmt-check
 
 clean:
 	rm -rf bin
+
+# Load test against livekit-server, not part of "make test" (minutes, needs
+# both cores): deploy/bench/README.md. BENCH_OUT=FILE also writes JSON.
+.PHONY: bench
+bench:
+	GO="$(GO)" BENCH_OUT="$(BENCH_OUT)" BENCH_ARGS="$(BENCH_ARGS)" deploy/bench/bench.sh
