@@ -306,6 +306,9 @@ func (p *Peer) negotiate() {
 	}
 	offer, err := p.pc.CreateOffer(opts)
 	if err != nil {
+		if p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			return // the participant is leaving; nothing to negotiate
+		}
 		p.log.Warn("create offer failed", "err", err)
 		return
 	}
