@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/stoa-rtc/stoa/sfu"
 	"github.com/stoa-rtc/stoa/signalling"
+	"github.com/stoa-rtc/stoa/web"
 )
 
 // Default ports, the same as livekit-server's so that clients and firewall
@@ -59,6 +61,8 @@ type config struct {
 	Logging loggingConfig `yaml:"logging"`
 	// Matrix configures the MatrixRTC authorisation service.
 	Matrix matrixConfig `yaml:"matrix"`
+	// Links configures meeting links.
+	Links linksConfig `yaml:"links"`
 
 	// lkKey is the API key LIVEKIT_KEY named, which the authorisation
 	// service signs with.
@@ -87,6 +91,17 @@ type roomConfig struct {
 	EmptyTimeout time.Duration `yaml:"empty_timeout"`
 	// DepartureTimeout closes a room this long after its last participant left.
 	DepartureTimeout time.Duration `yaml:"departure_timeout"`
+}
+
+// linksConfig is the "links" section: meeting links (web.API).
+type linksConfig struct {
+	// PublicURL is the WebSocket URL guests who join through a link connect
+	// to (wss://stoa.example.org); links are its http(s) twin + /j/SLUG.
+	// Default: matrix.public_url, else ws:// on the first bind address.
+	PublicURL string `yaml:"public_url"`
+	// Path is a JSON file that keeps links across restarts. Default: none,
+	// links live in memory only.
+	Path string `yaml:"path"`
 }
 
 type loggingConfig struct {
@@ -345,6 +360,11 @@ func (c *config) validate() error {
 	if _, err := c.logLevel(); err != nil {
 		return err
 	}
+	if u := c.Links.PublicURL; u != "" {
+		if _, err := web.PageBase(u); err != nil {
+			return fmt.Errorf("links.public_url: %w", err)
+		}
+	}
 	return c.validateMatrix()
 }
 
@@ -397,6 +417,44 @@ func (c *config) httpAddrs() []string {
 		addrs[i] = net.JoinHostPort(a, port)
 	}
 	return addrs
+}
+
+// localHostPort returns host:port of the HTTP listener at httpAddr for a
+// client on this machine: an unspecified address becomes 127.0.0.1. With
+// no address (nil), it is 127.0.0.1 and the configured port.
+func (c *config) localHostPort(httpAddr net.Addr) string {
+	host := "127.0.0.1"
+	port := strconv.Itoa(c.Port)
+	if a, ok := httpAddr.(*net.TCPAddr); ok {
+		if !a.IP.IsUnspecified() {
+			host = a.IP.String()
+		}
+		port = strconv.Itoa(a.Port)
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// linksStore returns the meeting-link store's Config: every API secret,
+// the first in sorted key order (which also signs guest tokens) first.
+func (c *config) linksStore() web.LinksConfig {
+	keys := slices.Sorted(maps.Keys(c.Keys))
+	secrets := make([]string, len(keys))
+	for i, k := range keys {
+		secrets[i] = c.Keys[k]
+	}
+	return web.LinksConfig{Secrets: secrets, Path: c.Links.Path}
+}
+
+// linksAPI returns the meeting-link API's Config. httpAddr is the address
+// serve listens on.
+func (c *config) linksAPI(links *web.Links, httpAddr net.Addr, logger *slog.Logger) web.APIConfig {
+	public := cmp.Or(c.Links.PublicURL, c.Matrix.PublicURL, "ws://"+c.localHostPort(httpAddr))
+	return web.APIConfig{
+		Links:     links,
+		Keys:      maps.Clone(c.Keys),
+		PublicURL: public,
+		Logger:    logger.With("component", "links"),
+	}
 }
 
 // signalling returns the server's Config. logger is shared by the

@@ -4,6 +4,9 @@
 //
 //	stoa serve [--dev] [--config stoa.yaml] [--bind ADDR]
 //	stoa token --room R --identity I [--name N] [--ttl 1h] [--no-publish] [--no-subscribe] [--admin] [--key K] [--config stoa.yaml] [--dev]
+//	stoa link create --room R [--ttl 24h] [--view-only] [--e2ee] [--server URL] [--key K] [--config stoa.yaml] [--dev]
+//	stoa link list [--room R] [--server URL] ...
+//	stoa link revoke SLUG_OR_URL [--server URL] ...
 //	stoa version
 //
 // serve reads its settings in this order, each step overriding the previous
@@ -56,6 +59,9 @@ func usagef(format string, args ...any) error {
 const usage = `Usage:
   stoa serve [--dev] [--config FILE] [--bind ADDR]
   stoa token --room ROOM --identity ID [flags]
+  stoa link create --room ROOM [--ttl 24h] [--view-only] [--e2ee] [flags]
+  stoa link list [--room ROOM] [flags]
+  stoa link revoke SLUG_OR_URL [flags]
   stoa version
 
 Run "stoa COMMAND -h" for the flags of a command.
@@ -99,6 +105,8 @@ func run(ctx context.Context, args []string, sys system) error {
 		return serve(ctx, rest, sys)
 	case "token":
 		return token(rest, sys)
+	case "link":
+		return link(ctx, rest, sys)
 	case "version", "--version", "-version":
 		return version(rest, sys)
 	case "help", "-h", "-help", "--help":

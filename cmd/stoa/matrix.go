@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -128,15 +127,7 @@ func (c *config) authConfig(httpAddr net.Addr, logger *slog.Logger) (auth.Config
 	}
 	public := m.PublicURL
 	if public == "" {
-		host := "127.0.0.1"
-		port := strconv.Itoa(c.Port)
-		if a, ok := httpAddr.(*net.TCPAddr); ok {
-			if !a.IP.IsUnspecified() {
-				host = a.IP.String()
-			}
-			port = strconv.Itoa(a.Port)
-		}
-		public = "ws://" + net.JoinHostPort(host, port)
+		public = "ws://" + c.localHostPort(httpAddr)
 	}
 	return auth.Config{
 		PublicURL:              public,

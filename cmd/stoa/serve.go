@@ -12,6 +12,7 @@ import (
 
 	"github.com/stoa-rtc/stoa/auth"
 	"github.com/stoa-rtc/stoa/signalling"
+	"github.com/stoa-rtc/stoa/web"
 )
 
 const (
@@ -53,6 +54,11 @@ func serve(ctx context.Context, args []string, sys system) error {
 		logger.Warn("development mode: do not expose this server", "key", devKey)
 	}
 
+	links, err := web.NewLinks(cfg.linksStore())
+	if err != nil {
+		return fmt.Errorf("meeting links: %w", err)
+	}
+
 	relay := &observerRelay{}
 	scfg := cfg.signalling(logger)
 	scfg.Observer = relay
@@ -60,10 +66,25 @@ func serve(ctx context.Context, args []string, sys system) error {
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
+	// The meeting page that links open, and its assets (web/handler.go).
+	page := web.Handler()
+	srv.Handle(web.PagePath, page)
+	srv.Handle(web.AssetsPath, page)
 	listeners, err := listen(ctx, cfg.httpAddrs())
 	if err != nil {
 		return errors.Join(err, srv.Close())
 	}
+	linksCfg := cfg.linksAPI(links, listeners[0].Addr(), logger)
+	linksAPI, err := web.NewAPI(linksCfg)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return errors.Join(fmt.Errorf("meeting links: %w", err), srv.Close())
+	}
+	srv.Handle(web.LinksPath, linksAPI)
+	srv.Handle(web.LinksPath+"/", linksAPI)
+	logger.Info("meeting links API on", "path", web.LinksPath, "guests_connect_to", linksCfg.PublicURL, "file", cfg.Links.Path)
 	authCtx, stopAuth := context.WithCancel(context.Background())
 	authDone := make(chan error, 1)
 	if acfg, ok := cfg.authConfig(listeners[0].Addr(), logger); ok {
