@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -153,12 +154,14 @@ func (a *appService) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 		if evt.RoomID != room && len(batch) > 0 {
 			a.w.feed(room, batch, false)
+			a.w.cmds.handle(room, batch)
 			batch = nil
 		}
 		room = evt.RoomID
 		batch = append(batch, evt)
 	}
 	a.w.feed(room, batch, false)
+	a.w.cmds.handle(room, batch)
 	for _, r := range rooms {
 		a.w.dropIfUnwatched(r, a.local)
 	}
@@ -356,4 +359,27 @@ func (a *appService) endCall(ctx context.Context, room id.RoomID, user id.UserID
 		return fmt.Errorf("auth: emptying %s's call membership in %s: %w", user, room, err)
 	}
 	return nil
+}
+
+// notice implements replier: the application service's own user posts an
+// m.notice in room, joining it first if it is not in it (which works for
+// public rooms and rooms it was invited to).
+func (a *appService) notice(ctx context.Context, room id.RoomID, body string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	cli := a.clientFor("")
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: body}
+	_, err := cli.SendMessageEvent(ctx, room, event.EventMessage, content)
+	if errors.Is(err, mautrix.MForbidden) {
+		if _, jerr := cli.JoinRoomByID(ctx, room); jerr != nil {
+			return fmt.Errorf("%w (and cannot join: %w)", err, jerr)
+		}
+		_, err = cli.SendMessageEvent(ctx, room, event.EventMessage, content)
+	}
+	return err
+}
+
+// isSelf implements replier: the application service's sender_localpart.
+func (a *appService) isSelf(user id.UserID) bool {
+	return a.reg.SenderLocalpart != "" && a.local(user) && user.Localpart() == a.reg.SenderLocalpart
 }

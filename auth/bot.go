@@ -71,7 +71,8 @@ func followedTypes() []event.Type {
 // of the followed types (plus sticky rtc.member events), nothing else.
 func syncFilter() *mautrix.Filter {
 	none := &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}}
-	timeline := append(followedTypes(), event.Type{Type: typeRTCMember, Class: event.MessageEventType})
+	// m.room.message carries the "!stoa link" command (links.go).
+	timeline := append(followedTypes(), event.Type{Type: typeRTCMember, Class: event.MessageEventType}, event.EventMessage)
 	return &mautrix.Filter{
 		EventFormat: mautrix.EventFormatClient,
 		AccountData: none,
@@ -172,6 +173,7 @@ func (b *bot) apply(ctx context.Context, resp *mautrix.RespSync) {
 		// The first response that names a joined room carries its whole
 		// (filtered) state.
 		b.w.setComplete(room)
+		b.w.cmds.handle(room, jr.Timeline.Events)
 	}
 	for room := range resp.Rooms.Leave {
 		b.log.Info("bot no longer in room", "room", room)
@@ -245,4 +247,18 @@ func (b *bot) clientFor(id.UserID) *mautrix.Client {
 	cli, _ := mautrix.NewClient(b.cli.HomeserverURL.String(), "", "")
 	cli.Client = &http.Client{Timeout: requestTimeout}
 	return cli
+}
+
+// notice implements replier: the bot posts an m.notice in room.
+func (b *bot) notice(ctx context.Context, room id.RoomID, body string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := b.cli.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgNotice, Body: body})
+	return err
+}
+
+// isSelf implements replier.
+func (b *bot) isSelf(user id.UserID) bool {
+	self := b.self.Load()
+	return self != nil && *self == user
 }

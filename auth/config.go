@@ -59,6 +59,10 @@ type Config struct {
 	// rights in the SFU (mute others, remove participants). nil means the
 	// room's kick level.
 	AdminPowerLevel *int
+	// Links, if set, lets room members from AdminPowerLevel create meeting
+	// links for their room's call by sending "!stoa link" in the room (bot
+	// or appservice mode). nil turns the command off.
+	Links LinkMaker
 
 	// Logger receives the service's logs. nil means slog.Default().
 	Logger *slog.Logger

@@ -55,9 +55,10 @@ type source interface {
 // its source follows, answers RoomView from it and tells the enforcer what
 // changed. It is the Service's watcher and view.
 type roomWatcher struct {
-	log *slog.Logger
-	src source
-	enf *enforcer
+	log  *slog.Logger
+	src  source
+	enf  *enforcer
+	cmds *linkCommands // nil without Config.Links
 
 	mu      sync.Mutex // guards rooms and rechecks
 	rooms   map[id.RoomID]*roomState
@@ -100,6 +101,7 @@ func newWatcher(s *Service) (watcher, error) {
 		w.src = as
 	}
 	w.enf = newEnforcer(s, w)
+	w.cmds = newLinkCommands(w, cfg)
 	return w, nil
 }
 
@@ -110,9 +112,11 @@ func (w *roomWatcher) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { w.enf.run(ctx) })
+	waitCmds := w.cmds.start(ctx)
 	err := w.src.run(ctx)
 	cancel()
 	wg.Wait()
+	waitCmds()
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -88,6 +88,11 @@ func serve(ctx context.Context, args []string, sys system) error {
 	authCtx, stopAuth := context.WithCancel(context.Background())
 	authDone := make(chan error, 1)
 	if acfg, ok := cfg.authConfig(listeners[0].Addr(), logger); ok {
+		// "!stoa link" in a Matrix room creates a link in the same store
+		// the links API serves, with the URL the API would give.
+		if base, err := web.PageBase(linksCfg.PublicURL); err == nil {
+			acfg.Links = chatLinkMaker{links: links, base: base}
+		}
 		svc, err := auth.New(acfg, srv)
 		if err != nil {
 			stopAuth()
@@ -182,4 +187,20 @@ func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 		listeners = append(listeners, l)
 	}
 	return listeners, nil
+}
+
+// chatLinkMaker is the auth package's auth.LinkMaker over the links store:
+// links made by the "!stoa link" chat command.
+type chatLinkMaker struct {
+	links *web.Links
+	base  string // web.PageBase of the links API's public URL
+}
+
+// MakeLink implements auth.LinkMaker.
+func (m chatLinkMaker) MakeLink(room string, ttl time.Duration, viewOnly bool) (string, error) {
+	l, err := m.links.Create(web.LinkOptions{Room: room, TTL: ttl, ViewOnly: viewOnly})
+	if err != nil {
+		return "", err
+	}
+	return m.base + web.PagePath + l.Slug, nil
 }
