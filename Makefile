@@ -19,9 +19,12 @@ run: build
 	./bin/stoa serve --dev
 
 # web first: the browser tests (and later the embedded client) need its bundle.
+# -p 1: one package at a time. The browser packages each drive several
+# Chromium instances and real media; run side by side on a 2-core machine
+# they starve each other's encoders and time out.
 test: test-deps web
 	$(GO) vet ./...
-	$(GO) test -race -timeout 20m ./...
+	$(GO) test -race -p 1 -timeout 30m ./...
 
 # Element Call 0.26.1 (the widget build, test-only, from web/node_modules)
 # holding a call through Stoa with a real Dendrite; make test runs it too.
