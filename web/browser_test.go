@@ -1,18 +1,16 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/stoa-rtc/stoa/web/internal/nodetest"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -111,23 +109,7 @@ func TestBrowserJoinAndResume(t *testing.T) {
 // harness needs is not installed.
 func requireHarness(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if _, err := os.Stat(chromiumPath); err != nil {
-		missing = append(missing, chromiumPath+" (apt-get install -y chromium)")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		missing = append(missing, "node on PATH (apt-get install -y nodejs npm)")
-	}
-	for _, dir := range []string{"livekit-client", "playwright-core", "esbuild"} {
-		if _, err := os.Stat(filepath.Join("node_modules", dir)); err != nil {
-			missing = append(missing, "web/node_modules/"+dir+" (cd web && npm ci)")
-			break
-		}
-	}
-	if len(missing) > 0 {
-		t.Fatalf("the browser test needs %s; `make -C web deps` installs them, `make -C web test` installs and runs",
-			strings.Join(missing, ", "))
-	}
+	nodetest.Require(t, "node_modules", "livekit-client", "playwright-core", "esbuild")
 }
 
 // buildBundle bundles e2e/page.ts with livekit-client into e2e/dist/page.js.
@@ -252,43 +234,10 @@ func (r *harnessResult) stepSummary() string {
 // report it prints on stdout.
 func runHarness(t *testing.T, cfg harnessConfig) *harnessResult {
 	t.Helper()
-	input, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), nodeTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join("e2e", "run.mjs"))
-	cmd.Stdin = bytes.NewReader(input)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr := &lineWriter{w: t.Output()}
-	defer stderr.flush()
-	cmd.Stderr = stderr
-	// On timeout ask node to stop first: Playwright then closes Chromium.
-	// (Chromium also exits by itself when node dies, as its DevTools pipe
-	// closes.) Kill it if it is still there 10 s later.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting node e2e/run.mjs: %v", err)
-	}
-	t.Cleanup(func() {
-		// Only reached with the process still running if the test stopped
-		// between Start and Wait; kill it by its PID.
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	runErr := cmd.Wait()
-	if ctx.Err() != nil {
-		t.Fatalf("node e2e/run.mjs did not finish within %v", nodeTimeout)
-	}
-
+	out, runErr := nodetest.Run(t, filepath.Join("e2e", "run.mjs"), cfg, nodeTimeout)
 	var res harnessResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("node e2e/run.mjs (%v) printed no JSON report: %v\nstdout:\n%s", runErr, err, stdout.Bytes())
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("node e2e/run.mjs (%v) printed no JSON report: %v\nstdout:\n%s", runErr, err, out)
 	}
 	if runErr != nil && res.OK {
 		t.Fatalf("node e2e/run.mjs reported ok but exited with %v", runErr)
@@ -297,29 +246,4 @@ func runHarness(t *testing.T, cfg harnessConfig) *harnessResult {
 		t.Fatalf("node e2e/run.mjs exited 0 but reported failure: %s", res.Error)
 	}
 	return &res
-}
-
-// lineWriter passes whole lines to w, so that the harness's output does not
-// interleave mid-line with the server's log in the test output.
-type lineWriter struct {
-	w   io.Writer
-	buf []byte
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
-		if _, err := l.w.Write(l.buf[:i+1]); err != nil {
-			return 0, err
-		}
-		l.buf = append(l.buf[:0], l.buf[i+1:]...)
-	}
-	return len(p), nil
-}
-
-func (l *lineWriter) flush() {
-	if len(l.buf) > 0 {
-		_, _ = l.w.Write(append(l.buf, '\n'))
-		l.buf = nil
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"github.com/stoa-rtc/stoa/web/internal/nodetest"
 	"net"
 	"net/http"
 	"net/url"
@@ -212,7 +213,7 @@ logging:
 	}
 	cmd := exec.Command(bin, "serve", "--config", s.config)
 	cmd.Env = append(os.Environ(), "STOA_KEYS=", "LIVEKIT_KEYS=") // only the file's key
-	logs := &lineWriter{w: t.Output()}
+	logs := nodetest.Lines(t.Output())
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -233,7 +234,7 @@ logging:
 			<-exited
 			t.Errorf("stoa serve did not stop within %v of SIGTERM", stoaStopTimeout)
 		}
-		logs.flush()
+		logs.Flush()
 	})
 
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -391,36 +392,16 @@ func (r *meetingReport) summary() string {
 // every step passed.
 func runMeeting(t *testing.T, scenario string, links map[string]any) *meetingReport {
 	t.Helper()
-	input, err := json.Marshal(map[string]any{
+	out, runErr := nodetest.Run(t, filepath.Join("app", "test", "meeting.mjs"), map[string]any{
 		"scenario":  scenario,
 		"links":     links,
 		"artifacts": t.ArtifactDir(),
 		"chromium":  chromiumPath,
 		"timeoutMs": meetingRunTimeoutMs,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), meetingNodeTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join("app", "test", "meeting.mjs"))
-	cmd.Stdin = bytes.NewReader(input)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr := &lineWriter{w: t.Output()}
-	defer stderr.flush()
-	cmd.Stderr = stderr
-	// On timeout, ask node to stop (Playwright then closes Chromium); kill
-	// it by its PID 10 s later.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	runErr := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("node app/test/meeting.mjs did not finish within %v", meetingNodeTimeout)
-	}
+	}, meetingNodeTimeout)
 	var rep meetingReport
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("meeting.mjs (%v) printed no JSON report: %v\n%s", runErr, err, stdout.Bytes())
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("meeting.mjs (%v) printed no JSON report: %v\n%s", runErr, err, out)
 	}
 	if !rep.OK || runErr != nil {
 		t.Fatalf("meeting %s failed (%v): %s\nsteps:\n%s", scenario, runErr, rep.Error, rep.summary())

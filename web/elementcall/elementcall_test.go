@@ -8,13 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/stoa-rtc/stoa/web/internal/nodetest"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -155,22 +155,7 @@ func TestElementCall(t *testing.T) {
 // harness needs is missing.
 func requireHarness(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if _, err := os.Stat(chromiumPath); err != nil {
-		missing = append(missing, chromiumPath+" (apt-get install -y chromium)")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		missing = append(missing, "node on PATH (apt-get install -y nodejs npm)")
-	}
-	for _, dir := range []string{"playwright-core", "matrix-widget-api", "@element-hq/element-call-embedded"} {
-		if _, err := os.Stat(filepath.Join("..", "node_modules", dir)); err != nil {
-			missing = append(missing, "web/node_modules/"+dir+" (cd web && npm ci)")
-		}
-	}
-	if len(missing) > 0 {
-		t.Fatalf("the Element Call test needs %s; make test-deps and make -C web deps install them",
-			strings.Join(missing, ", "))
-	}
+	nodetest.Require(t, filepath.Join("..", "node_modules"), "playwright-core", "matrix-widget-api", "@element-hq/element-call-embedded")
 }
 
 // observer passes the SFU's participant events to the authorisation
@@ -460,37 +445,14 @@ func (r *harnessResult) summary() string {
 // test log, and decodes the JSON report it prints on stdout.
 func runHarness(t *testing.T, cfg harnessConfig) *harnessResult {
 	t.Helper()
-	input, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), nodeTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "run.mjs")
-	cmd.Stdin = bytes.NewReader(input)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr := &lineWriter{w: t.Output()}
-	defer stderr.flush()
-	cmd.Stderr = stderr
-	// On timeout ask node to stop first, so that Playwright closes
-	// Chromium; kill it by its PID if it is still there 10 s later.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting node run.mjs: %v", err)
-	}
-	runErr := cmd.Wait()
-	if ctx.Err() != nil {
-		t.Fatalf("node run.mjs did not finish within %v", nodeTimeout)
-	}
+	out, runErr := nodetest.Run(t, "run.mjs", cfg, nodeTimeout)
 	var res harnessResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("node run.mjs (%v) printed no JSON report: %v\nstdout:\n%s", runErr, err, stdout.Bytes())
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("node run.mjs (%v) printed no JSON report: %v\nstdout:\n%s", runErr, err, out)
 	}
 	if dir := os.Getenv("STOA_EC_REPORT"); dir != "" {
 		// For a run by hand: the whole report, with every request.
-		_ = os.WriteFile(filepath.Join(dir, "elementcall-report.json"), stdout.Bytes(), 0o600)
+		_ = os.WriteFile(filepath.Join(dir, "elementcall-report.json"), out, 0o600)
 	}
 	if runErr != nil && res.OK {
 		t.Fatalf("node run.mjs reported ok but exited with %v", runErr)
@@ -499,29 +461,4 @@ func runHarness(t *testing.T, cfg harnessConfig) *harnessResult {
 		t.Fatalf("node run.mjs exited 0 but reported failure: %s", res.Error)
 	}
 	return &res
-}
-
-// lineWriter passes whole lines to w, so that the harness's output does not
-// interleave mid-line with the server's log.
-type lineWriter struct {
-	w   io.Writer
-	buf []byte
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
-		if _, err := l.w.Write(l.buf[:i+1]); err != nil {
-			return 0, err
-		}
-		l.buf = append(l.buf[:0], l.buf[i+1:]...)
-	}
-	return len(p), nil
-}
-
-func (l *lineWriter) flush() {
-	if len(l.buf) > 0 {
-		_, _ = l.w.Write(append(l.buf, '\n'))
-		l.buf = nil
-	}
 }
