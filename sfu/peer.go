@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/stoa-rtc/stoa/sfu/internal/udpbatch"
 )
 
 // PeerConfig configures one PeerConnection. Callbacks are called from the
@@ -42,11 +44,12 @@ type PeerConfig struct {
 // negotiation: every operation is queued to it (STYLE rule 14), so offers,
 // answers, candidates and track changes never interleave.
 type Peer struct {
-	pc   *webrtc.PeerConnection
-	cfg  PeerConfig
-	log  *slog.Logger
-	wake chan struct{} // size 1: a pending-work signal, coalesced
-	done chan struct{}
+	pc    *webrtc.PeerConnection
+	batch *udpbatch.Conn // the SFU's UDP socket, for fan-out batching
+	cfg   PeerConfig
+	log   *slog.Logger
+	wake  chan struct{} // size 1: a pending-work signal, coalesced
+	done  chan struct{}
 
 	mu     sync.Mutex // guards the following fields
 	queue  []func()
@@ -82,6 +85,7 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	}
 	p := &Peer{
 		pc:         pc,
+		batch:      s.udpConn,
 		cfg:        cfg,
 		log:        log,
 		wake:       make(chan struct{}, 1),

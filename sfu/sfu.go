@@ -10,6 +10,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/stoa-rtc/stoa/sfu/internal/udpbatch"
 )
 
 // SFU owns the media plane: the shared ICE sockets and the webrtc.API every
@@ -18,7 +20,7 @@ type SFU struct {
 	cfg     Config
 	log     *slog.Logger
 	api     *webrtc.API
-	udpConn net.PacketConn
+	udpConn *udpbatch.Conn
 	tcpLn   net.Listener
 	udpMux  ice.UDPMux
 	tcpMux  ice.TCPMux
@@ -34,10 +36,13 @@ func New(cfg Config) (*SFU, error) {
 	s := &SFU{cfg: cfg, log: log}
 	lf := newLoggerFactory(log)
 
-	udpConn, err := net.ListenPacket("udp", net.JoinHostPort(cfg.BindIP, strconv.Itoa(cfg.UDPPort)))
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(cfg.BindIP, strconv.Itoa(cfg.UDPPort)))
 	if err != nil {
 		return nil, fmt.Errorf("sfu: listen ICE UDP: %w", err)
 	}
+	// Every peer's media leaves through this one socket; publishers' read
+	// loops gather each packet's fan-out into one sendmmsg (udpbatch).
+	udpConn := udpbatch.New(pc.(*net.UDPConn))
 	s.udpConn = udpConn
 	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: udpConn})
 

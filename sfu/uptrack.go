@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/stoa-rtc/stoa/sfu/internal/rtpx"
+	"github.com/stoa-rtc/stoa/sfu/internal/udpbatch"
 )
 
 // MaxLayers is the number of simulcast layers a track may have: LiveKit's
@@ -65,6 +66,7 @@ type upLayer struct {
 	index               int32
 	remote              *webrtc.TrackRemote
 	rtcp                RTCPWriter
+	batch               *udpbatch.Conn // nil: write to each subscriber at once
 }
 
 // NewUpTrack makes an UpTrack named id (a LiveKit TR_ sid) for media
@@ -100,13 +102,18 @@ func (u *UpTrack) SetLayerCount(n int) {
 }
 
 // AddLayer starts reading remote as simulcast layer index (0 = lowest).
-// w carries keyframe requests for that layer back to the publisher. It
-// returns an error if the track is closed or the layer is already present.
+// w carries keyframe requests for that layer back to the publisher. When w
+// is the publisher's Peer, each packet's writes to subscribers on the same
+// SFU leave in one system call. It returns an error if the track is closed
+// or the layer is already present.
 func (u *UpTrack) AddLayer(index int, remote *webrtc.TrackRemote, w RTCPWriter) error {
 	if index < 0 || index >= MaxLayers {
 		return errors.New("sfu: layer index out of range")
 	}
 	l := &upLayer{up: u, index: int32(index), remote: remote, rtcp: w}
+	if p, ok := w.(*Peer); ok {
+		l.batch = p.batch
+	}
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
@@ -244,8 +251,15 @@ func (l *upLayer) readLoop() {
 		switchable := !video || (len(payload) > 0 && rtpx.IsKeyframe(u.ckind, payload))
 		arrival := time.Now().UnixNano()
 		u.lastPacket[l.index].Store(arrival)
-		for _, d := range *u.downs.Load() {
+		downs := *u.downs.Load()
+		if l.batch != nil && len(downs) > 1 {
+			l.batch.Begin()
+		}
+		for _, d := range downs {
 			d.writeRTP(l.index, &h, payload, switchable, arrival)
+		}
+		if l.batch != nil && len(downs) > 1 {
+			l.batch.End()
 		}
 	}
 }
