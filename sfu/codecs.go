@@ -66,8 +66,8 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		if err := me.RegisterCodec(p, webrtc.RTPCodecTypeVideo); err != nil {
 			return fmt.Errorf("sfu: register %s: %w", c.mime, err)
 		}
-		// RTX (RFC 4588) on PT+1: browsers retransmit on it; pion unwraps it
-		// before TrackRemote.Read, and answers our subscribers' NACKs on it.
+		// RTX (RFC 4588) on PT+1: browsers retransmit on it and pion unwraps
+		// it before TrackRemote.Read; DownTrack answers subscribers' NACKs on it.
 		rtx := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.pt),
 		}, PayloadType: c.pt + 1}
@@ -93,38 +93,30 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 	return nil
 }
 
-// registerInterceptors installs the RTP/RTCP machinery the SFU relies on:
-// NACK generation toward publishers and answering subscribers' NACKs from a
-// send history, receiver and sender reports, and transport-wide congestion
-// control feedback to publishers (without it Chrome's estimate stays low and
-// it never sends its top simulcast layer; PROTOCOL.md §5.3). pion's stats
-// interceptor is left out: it costs work on every packet.
+// registerInterceptors installs pion's receive-side RTP/RTCP machinery:
+// NACK generation toward publishers, receiver reports, and transport-wide
+// congestion control feedback to publishers (without it Chrome's estimate
+// stays low and it never sends its top simulcast layer; PROTOCOL.md §5.3).
+//
+// Nothing is installed on the send side: every interceptor there runs for
+// every packet to every subscriber. DownTrack answers NACKs itself from one
+// history per published layer (pion's responder keeps a copy of every
+// packet per subscriber) and writes its own sender reports. pion's stats
+// interceptor is left out for the same reason.
 func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
 	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return err
-	}
-	// 1024 packets is ~1 s of 720p video: enough for a NACK round trip on
-	// any network a call survives.
-	resp, err := nack.NewResponderInterceptor(nack.ResponderSize(1024))
 	if err != nil {
 		return err
 	}
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	ir.Add(gen)
-	ir.Add(resp)
 
 	rr, err := report.NewReceiverInterceptor()
 	if err != nil {
 		return err
 	}
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return err
-	}
 	ir.Add(rr)
-	ir.Add(sr)
 
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,9 @@ type DownTrack struct {
 	closed  bool
 	ssrc    webrtc.SSRC
 	pt      webrtc.PayloadType
+	rtxSSRC webrtc.SSRC        // 0: retransmit on ssrc
+	rtxPT   webrtc.PayloadType // RFC 4588 payload type paired with pt
+	rtxSeq  uint16
 	writer  webrtc.TrackLocalWriter
 	munger  rtpx.Munger
 	vp8m    rtpx.VP8Munger
@@ -49,7 +53,49 @@ type DownTrack struct {
 	ext     [4]rtp.Extension // backing array for interceptors' extensions
 	scratch [receiveMTU]byte // rewritten VP8 payload
 	sender  *webrtc.RTPSender
+	sent    []sentPacket // by output sequence number, for NACKs
+	packets uint32       // sender report counters (RFC 3550 §6.4.1)
+	octets  uint32
+	lastSR  int64 // unix nanos
+
+	// Retransmission buffers: a packet from the layer's history, and its
+	// rewritten payload behind room for RTX's original sequence number.
+	rtxHdr rtp.Header
+	rtxIn  [receiveMTU]byte
+	rtxOut [2 + receiveMTU]byte
 }
+
+// sentPacket is what a DownTrack needs to send a packet again exactly as it
+// first did: where it came from in the layer's history and the values the
+// rewrite gave it.
+type sentPacket struct {
+	lastResent int64  // unix nanos
+	ts         uint32 // output timestamp
+	sn         uint16 // output sequence number: the entry's key
+	src        uint16 // sequence number in the layer
+	pid        uint16 // output VP8 picture ID
+	layer      int8   // -1: empty
+	tl0        uint8  // output VP8 TL0PICIDX
+	vp8        bool   // pid and tl0 are set
+	resent     uint8
+}
+
+// Retransmission limits. A subscriber asks again for a packet whose
+// retransmission was lost, but not sooner than a round trip; answering the
+// same request more often only feeds a loss burst.
+const (
+	maxResends     = 3
+	resendInterval = 50 * time.Millisecond
+	// maxResendPerNACK bounds the packets one NACK message can make the SFU
+	// send: a hostile subscriber must not turn a small RTCP packet into a
+	// flood.
+	maxResendPerNACK = 64
+)
+
+// srInterval spaces sender reports. Receivers use them to synchronise
+// audio with video (RFC 3550 §6.4.1) and to measure round-trip time;
+// libwebrtc sends one a second for video.
+const srInterval = time.Second
 
 // NewDownTrack makes a subscriber's copy of u. streamID is the msid stream
 // id the subscriber's SDK expects ("PA_…|TR_…" for LiveKit clients). The
@@ -65,6 +111,14 @@ func (u *UpTrack) NewDownTrack(streamID string, layer int) *DownTrack {
 	}
 	d.current.Store(-1)
 	d.target.Store(int32(d.clampLayer(layer)))
+	size := audioHistory
+	if u.kind == webrtc.RTPCodecTypeVideo {
+		size = videoHistory
+	}
+	d.sent = make([]sentPacket, size)
+	for i := range d.sent {
+		d.sent[i].layer = -1
+	}
 	return d
 }
 
@@ -107,6 +161,16 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.mu.Lock()
 	d.ssrc = ctx.SSRC()
 	d.pt = match.PayloadType
+	d.rtxSSRC, d.rtxPT = 0, 0
+	if rtx := ctx.SSRCRetransmission(); rtx != 0 {
+		apt := "apt=" + strconv.Itoa(int(match.PayloadType))
+		for _, c := range ctx.CodecParameters() {
+			if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && c.SDPFmtpLine == apt {
+				d.rtxSSRC, d.rtxPT = rtx, c.PayloadType
+				break
+			}
+		}
+	}
 	d.writer = ctx.WriteStream()
 	d.current.Store(-1)
 	d.mu.Unlock()
@@ -147,9 +211,9 @@ func (d *DownTrack) detach() {
 
 func (d *DownTrack) upClosed() { d.bound.Store(false) }
 
-// rtcpLoop reads the subscriber's RTCP. Reading is what drives pion's
-// interceptors (NACK responder, report handling); PLI and FIR become a
-// throttled keyframe request toward the publisher.
+// rtcpLoop reads the subscriber's RTCP: NACKs are answered from the
+// layers' histories; PLI and FIR become a throttled keyframe request toward
+// the publisher.
 func (d *DownTrack) rtcpLoop(sender *webrtc.RTPSender) {
 	for {
 		pkts, _, err := sender.ReadRTCP()
@@ -157,7 +221,9 @@ func (d *DownTrack) rtcpLoop(sender *webrtc.RTPSender) {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				d.resend(p, time.Now().UnixNano())
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				// One subscriber gets at most one keyframe a second: a
 				// keyframe costs every other subscriber of the layer bits.
@@ -303,9 +369,13 @@ func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switcha
 		return
 	}
 	out := payload
+	m := &d.sent[sn&uint16(len(d.sent)-1)]
+	*m = sentPacket{ts: ts, sn: sn, src: h.SequenceNumber, layer: int8(layer)}
 	if d.vp8 && len(payload) > 0 && d.vp8d.Unmarshal(payload) == nil {
-		if b, err := d.vp8m.Rewrite(&d.vp8d, payload, d.scratch[:0]); err == nil {
+		pid, tl0 := d.vp8m.Map(&d.vp8d)
+		if b, err := rtpx.PutVP8IDs(&d.vp8d, payload, d.scratch[:0], pid, tl0); err == nil {
 			out = b
+			m.pid, m.tl0, m.vp8 = pid, tl0, true
 		}
 	}
 	d.hdr = rtp.Header{
@@ -319,5 +389,113 @@ func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switcha
 		SSRC:           uint32(d.ssrc),
 		Extensions:     d.ext[:0],
 	}
-	_, _ = d.writer.WriteRTP(&d.hdr, out)
+	if _, err := d.writer.WriteRTP(&d.hdr, out); err != nil {
+		return
+	}
+	d.packets++
+	d.octets += uint32(len(out))
+	if arrival-d.lastSR >= int64(srInterval) {
+		d.reportLocked(ts, arrival)
+	}
+}
+
+// reportLocked sends a sender report mapping now to ts, the timestamp of
+// the packet just written. Like libwebrtc's, it uses the arrival time as
+// the wall clock of that packet.
+func (d *DownTrack) reportLocked(ts uint32, now int64) {
+	d.lastSR = now
+	if d.sender == nil {
+		return
+	}
+	sr := &rtcp.SenderReport{
+		SSRC:        uint32(d.ssrc),
+		NTPTime:     ntpTime(now),
+		RTPTime:     ts,
+		PacketCount: d.packets,
+		OctetCount:  d.octets,
+	}
+	_, _ = d.sender.Transport().WriteRTCP([]rtcp.Packet{sr})
+}
+
+// ntpTime converts unix nanoseconds to the 64-bit NTP format of sender
+// reports (RFC 3550 §4): seconds since 1900 and a binary fraction.
+func ntpTime(unixNanos int64) uint64 {
+	const epochOffset = 2208988800 // 1900-01-01 to 1970-01-01, in seconds
+	sec := uint64(unixNanos/1e9) + epochOffset
+	frac := uint64(unixNanos%1e9) << 32 / 1e9
+	return sec<<32 | frac
+}
+
+// resend answers a NACK (RFC 4585 §6.2.1): every listed packet still in
+// the histories is sent again, byte for byte as the first time, on the RTX
+// stream when one was negotiated (RFC 4588) or else on the media stream.
+func (d *DownTrack) resend(nack *rtcp.TransportLayerNack, now int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.writer == nil || d.closed {
+		return
+	}
+	budget := maxResendPerNACK
+	for _, pair := range nack.Nacks {
+		if budget <= 0 {
+			return
+		}
+		if d.resendLocked(pair.PacketID, now) {
+			budget--
+		}
+		for i := range uint16(16) {
+			if pair.LostPackets&(1<<i) != 0 && budget > 0 && d.resendLocked(pair.PacketID+i+1, now) {
+				budget--
+			}
+		}
+	}
+}
+
+// resendLocked sends output packet sn again and reports whether it did.
+func (d *DownTrack) resendLocked(sn uint16, now int64) bool {
+	m := &d.sent[sn&uint16(len(d.sent)-1)]
+	if m.layer < 0 || m.sn != sn || m.resent >= maxResends || now-m.lastResent < int64(resendInterval) {
+		return false
+	}
+	n := d.up.packet(int32(m.layer), m.src, d.rtxIn[:])
+	if n == 0 {
+		return false
+	}
+	var h rtp.Header
+	payload, err := parseRTP(d.rtxIn[:n], &h)
+	if err != nil || h.SequenceNumber != m.src {
+		return false
+	}
+	out := payload
+	if m.vp8 && d.vp8d.Unmarshal(payload) == nil {
+		if b, err := rtpx.PutVP8IDs(&d.vp8d, payload, d.rtxOut[2:2], m.pid, m.tl0); err == nil {
+			out = b
+		}
+	}
+	d.rtxHdr = rtp.Header{
+		Version:        2,
+		Marker:         h.Marker,
+		PayloadType:    uint8(d.pt),
+		SequenceNumber: sn,
+		Timestamp:      m.ts,
+		SSRC:           uint32(d.ssrc),
+		Extensions:     d.ext[:0],
+	}
+	if d.rtxSSRC != 0 {
+		// RTX payload: the original sequence number, then the payload.
+		body := d.rtxOut[:2+len(out)]
+		copy(body[2:], out)
+		body[0], body[1] = byte(sn>>8), byte(sn)
+		out = body
+		d.rtxHdr.PayloadType = uint8(d.rtxPT)
+		d.rtxHdr.SequenceNumber = d.rtxSeq
+		d.rtxHdr.SSRC = uint32(d.rtxSSRC)
+		d.rtxSeq++
+	}
+	if _, err := d.writer.WriteRTP(&d.rtxHdr, out); err != nil {
+		return false
+	}
+	m.resent++
+	m.lastResent = now
+	return true
 }

@@ -14,6 +14,7 @@ import (
 type fakeContext struct {
 	codecs []webrtc.RTPCodecParameters
 	w      webrtc.TrackLocalWriter
+	rtx    webrtc.SSRC
 }
 
 func (c *fakeContext) CodecParameters() []webrtc.RTPCodecParameters { return c.codecs }
@@ -21,7 +22,7 @@ func (c *fakeContext) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter {
 	return nil
 }
 func (c *fakeContext) SSRC() webrtc.SSRC                       { return 0xCAFE }
-func (c *fakeContext) SSRCRetransmission() webrtc.SSRC         { return 0 }
+func (c *fakeContext) SSRCRetransmission() webrtc.SSRC         { return c.rtx }
 func (c *fakeContext) SSRCForwardErrorCorrection() webrtc.SSRC { return 0 }
 func (c *fakeContext) WriteStream() webrtc.TrackLocalWriter    { return c.w }
 func (c *fakeContext) ID() string                              { return "ctx" }

@@ -67,6 +67,7 @@ type upLayer struct {
 	remote              *webrtc.TrackRemote
 	rtcp                RTCPWriter
 	batch               *udpbatch.Conn // nil: write to each subscriber at once
+	hist                *history       // for subscribers' NACKs
 }
 
 // NewUpTrack makes an UpTrack named id (a LiveKit TR_ sid) for media
@@ -110,7 +111,11 @@ func (u *UpTrack) AddLayer(index int, remote *webrtc.TrackRemote, w RTCPWriter) 
 	if index < 0 || index >= MaxLayers {
 		return errors.New("sfu: layer index out of range")
 	}
-	l := &upLayer{up: u, index: int32(index), remote: remote, rtcp: w}
+	size := audioHistory
+	if u.kind == webrtc.RTPCodecTypeVideo {
+		size = videoHistory
+	}
+	l := &upLayer{up: u, index: int32(index), remote: remote, rtcp: w, hist: newHistory(size)}
 	if p, ok := w.(*Peer); ok {
 		l.batch = p.batch
 	}
@@ -188,6 +193,21 @@ func (u *UpTrack) removeDownTrack(d *DownTrack) {
 	u.downs.Store(&next)
 }
 
+// packet copies the packet of layer with sequence number seq into dst, as
+// received, and returns its length; 0 if it is not kept.
+func (u *UpTrack) packet(layer int32, seq uint16, dst []byte) int {
+	if layer < 0 || layer >= MaxLayers {
+		return 0
+	}
+	u.mu.Lock()
+	l := u.layers[layer]
+	u.mu.Unlock()
+	if l == nil {
+		return 0
+	}
+	return l.hist.get(seq, dst)
+}
+
 // RequestKeyframe asks the publisher for a keyframe on layer, throttled.
 func (u *UpTrack) RequestKeyframe(layer int) {
 	if u.kind != webrtc.RTPCodecTypeVideo || layer < 0 || layer >= MaxLayers {
@@ -242,6 +262,7 @@ func (l *upLayer) readLoop() {
 			}
 			continue
 		}
+		l.hist.add(h.SequenceNumber, buf[:n])
 		if id := u.levelID.Load(); id != 0 {
 			if ext := h.GetExtension(uint8(id)); len(ext) > 0 {
 				u.level.observe(ext[0] & 0x7f)

@@ -26,6 +26,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	protoLogger "github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -226,6 +227,9 @@ type participant struct {
 	room     *lksdk.Room
 	readers  sync.WaitGroup // one per subscribed track's read loop
 	leave    sync.Once
+	// interceptors, if set, sit between the network and the SDK's own
+	// interceptors (set before connect).
+	interceptors []interceptor.Factory
 
 	mu      sync.Mutex    // guards the following fields
 	changed chan struct{} // closed and replaced on every change
@@ -361,10 +365,11 @@ func (s *testServer) newParticipant(t *testing.T, identity string) *participant 
 func (p *participant) connect(token string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
-	return p.room.JoinWithContextAndToken(ctx, p.srv.url, token,
-		lksdk.WithAutoSubscribe(true),
-		lksdk.WithConnectTimeout(connectTimeout),
-	)
+	opts := []lksdk.ConnectOption{lksdk.WithAutoSubscribe(true), lksdk.WithConnectTimeout(connectTimeout)}
+	if p.interceptors != nil {
+		opts = append(opts, lksdk.WithInterceptors(p.interceptors), lksdk.WithIncludeDefaultInterceptors(true))
+	}
+	return p.room.JoinWithContextAndToken(ctx, p.srv.url, token, opts...)
 }
 
 // close leaves the room (once) and waits for the track readers, which end

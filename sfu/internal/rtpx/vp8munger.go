@@ -43,7 +43,28 @@ func (m *VP8Munger) Switch() {
 }
 
 // Rewrite maps the descriptor of payload, which v describes (v must come from
-// v.Unmarshal(payload)), and returns the payload to forward:
+// v.Unmarshal(payload)), and returns the payload to forward, as PutVP8IDs
+// does with the IDs Map returns.
+func (m *VP8Munger) Rewrite(v *VP8, payload, buf []byte) ([]byte, error) {
+	pid, tl0 := m.Map(v)
+	return PutVP8IDs(v, payload, buf, pid, tl0)
+}
+
+// Map returns the output picture ID and TL0PICIDX for the descriptor v and
+// advances the state; a field v lacks maps to 0 and changes nothing.
+func (m *VP8Munger) Map(v *VP8) (pid uint16, tl0 uint8) {
+	if v.HasPictureID {
+		pid = m.mapPictureID(v.PictureID, v.PictureIDBits)
+	}
+	if v.HasTL0PICIDX {
+		tl0 = m.mapTL0(v.TL0PICIDX)
+	}
+	return pid, tl0
+}
+
+// PutVP8IDs returns payload, which v describes (v must come from
+// v.Unmarshal(payload)), with picture ID pid and TL0PICIDX tl0 (fields v
+// lacks are left alone):
 //
 //   - payload itself when the descriptor needs no change, including when it
 //     carries neither a picture ID nor a TL0PICIDX. No bytes are copied.
@@ -53,9 +74,9 @@ func (m *VP8Munger) Switch() {
 //     least the largest payload (the MTU) to avoid an allocation.
 //
 // payload is never modified: it is shared by every subscriber of the track.
-// The result is valid until buf or payload is reused. Rewrite returns
+// The result is valid until buf or payload is reused. PutVP8IDs returns
 // ErrShortPacket if v does not fit in payload.
-func (m *VP8Munger) Rewrite(v *VP8, payload, buf []byte) ([]byte, error) {
+func PutVP8IDs(v *VP8, payload, buf []byte, pid uint16, tl0 uint8) ([]byte, error) {
 	// The picture ID starts after the first two octets; TL0PICIDX follows.
 	const pidAt = 2
 	pidLen := 0
@@ -76,18 +97,10 @@ func (m *VP8Munger) Rewrite(v *VP8, payload, buf []byte) ([]byte, error) {
 	if v.HeaderLen > len(payload) || end > len(payload) {
 		return nil, ErrShortPacket
 	}
-
-	changed := false
-	var pid uint16
-	if v.HasPictureID {
-		pid = m.mapPictureID(v.PictureID, v.PictureIDBits)
-		changed = pid != v.PictureID
+	if pidLen == 1 {
+		pid &= 0x7f
 	}
-	var tl0 uint8
-	if v.HasTL0PICIDX {
-		tl0 = m.mapTL0(v.TL0PICIDX)
-		changed = changed || tl0 != v.TL0PICIDX
-	}
+	changed := (v.HasPictureID && pid != v.PictureID) || (v.HasTL0PICIDX && tl0 != v.TL0PICIDX)
 	if !changed {
 		return payload, nil
 	}

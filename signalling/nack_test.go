@@ -1,0 +1,192 @@
+package signalling_test
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// lossy is a subscriber-side interceptor that loses VP8 packets the way a
+// network would: before the SDK's NACK generator sees them. It counts the
+// packets that come back on the RTX stream and keeps the sender reports.
+type lossy struct {
+	interceptor.NoOp
+	every   int         // drop one VP8 packet in every
+	max     int         // drops in all
+	enabled atomic.Bool // start dropping
+
+	mu      sync.Mutex // guards the following fields
+	seen    int
+	dropped []uint16
+	rtx     int
+	reports []rtcp.SenderReport
+}
+
+func (l *lossy) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, attrs, err := r.Read(b, a)
+		if err == nil {
+			if pkts, perr := rtcp.Unmarshal(b[:n]); perr == nil {
+				l.mu.Lock()
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok {
+						l.reports = append(l.reports, *sr)
+					}
+				}
+				l.mu.Unlock()
+			}
+		}
+		return n, attrs, err
+	})
+}
+
+func (l *lossy) NewInterceptor(string) (interceptor.Interceptor, error) { return l, nil }
+
+func (l *lossy) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	mime := strings.ToLower(info.MimeType)
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attrs, err := r.Read(b, a)
+			if err != nil || n < 12 || !l.enabled.Load() {
+				return n, attrs, err
+			}
+			l.mu.Lock()
+			drop := false
+			switch mime {
+			case "video/rtx":
+				l.rtx++
+			case "video/vp8":
+				l.seen++
+				if l.seen%l.every == 0 && len(l.dropped) < l.max {
+					l.dropped = append(l.dropped, binary.BigEndian.Uint16(b[2:4]))
+					drop = true
+				}
+			}
+			l.mu.Unlock()
+			if !drop {
+				return n, attrs, err
+			}
+		}
+	})
+}
+
+func (l *lossy) state() (dropped []uint16, rtx int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]uint16(nil), l.dropped...), l.rtx
+}
+
+// TestNACKRepairedOnRTX: a subscriber loses one video packet in ten; its
+// SDK asks again with NACKs, and Stoa answers each from the publisher's
+// layer history on the RTX stream (RFC 4588), so every lost packet arrives
+// after all, with the sequence number it was first sent with.
+func TestNACKRepairedOnRTX(t *testing.T) {
+	srv := startServer(t)
+	room := roomName(t, "nack")
+	pub := srv.join(t, room, "pub")
+	pub.publishMedia(true, false)
+
+	loss := &lossy{every: 10, max: 30}
+	sub := srv.newParticipant(t, "sub")
+	sub.interceptors = []interceptor.Factory{loss}
+	if err := sub.connect(srv.token(t, room, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.close)
+
+	deadline := time.Now().Add(mediaTimeout)
+	sub.waitFor(deadline, "video from pub", func() bool {
+		return sub.receivingLocked("pub", webrtc.RTPCodecTypeVideo, 20)
+	})
+	sub.mu.Lock()
+	rt := sub.tracksFromLocked("pub", webrtc.RTPCodecTypeVideo)[0]
+	rt.recording = true
+	sub.mu.Unlock()
+	loss.enabled.Store(true)
+
+	sub.waitFor(deadline, "30 packets lost and repaired", func() bool {
+		dropped, _ := loss.state()
+		if len(dropped) < loss.max {
+			return false
+		}
+		got := map[uint16]bool{}
+		for _, info := range rt.recorded {
+			if info.rtx {
+				got[info.seq] = true
+			}
+		}
+		for _, seq := range dropped {
+			if !got[seq] {
+				return false
+			}
+		}
+		return true
+	})
+	dropped, rtx := loss.state()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if rt.badCount > 0 {
+		t.Errorf("%d bad packets, first: %v", rt.badCount, rt.bad)
+	}
+	// A repaired packet is the packet first sent: same timestamp as its
+	// neighbours in the frame, same picture ID.
+	first := map[uint16]packetInfo{}
+	for _, info := range rt.recorded {
+		if !info.rtx {
+			first[info.seq] = info
+		}
+	}
+	for _, info := range rt.recorded {
+		if !info.rtx {
+			continue
+		}
+		if _, dup := first[info.seq]; dup {
+			t.Errorf("seq %d arrived twice: resent although not lost", info.seq)
+		}
+		if next, ok := first[info.seq+1]; ok && next.ts != info.ts && !info.frameStart && !next.frameStart {
+			t.Errorf("seq %d resent with timestamp %d, its frame has %d", info.seq, info.ts, next.ts)
+		}
+	}
+	if rtx < len(dropped) {
+		t.Errorf("%d RTX packets for %d losses", rtx, len(dropped))
+	}
+	t.Logf("%d packets lost and repaired from %d RTX packets", len(dropped), rtx)
+
+	// Sender reports for the video stream: about one a second, its NTP
+	// time the wall clock and its RTP time in the stream's timestamps.
+	loss.mu.Lock()
+	defer loss.mu.Unlock()
+	var srs []rtcp.SenderReport
+	for _, sr := range loss.reports {
+		if sr.SSRC == rt.ssrc {
+			srs = append(srs, sr)
+		}
+	}
+	if len(srs) < 2 {
+		t.Fatalf("%d sender reports for the video stream, want at least 2", len(srs))
+	}
+	last := srs[len(srs)-1]
+	ntp := time.Unix(int64(last.NTPTime>>32)-2208988800, int64((last.NTPTime&0xffffffff)*1e9>>32))
+	if d := time.Since(ntp); d < 0 || d > 3*time.Second {
+		t.Errorf("last sender report's NTP time is %v old", d)
+	}
+	if last.PacketCount <= srs[0].PacketCount || last.OctetCount <= srs[0].OctetCount {
+		t.Errorf("sender report counts did not grow: %+v then %+v", srs[0], last)
+	}
+	near := false
+	for _, info := range rt.recorded {
+		if d := int64(int32(info.ts - last.RTPTime)); d > -90000 && d < 90000 {
+			near = true // within a second of the stream's timestamps
+		}
+	}
+	if !near {
+		t.Errorf("sender report RTP time %d is not near any received timestamp", last.RTPTime)
+	}
+}
