@@ -316,3 +316,44 @@ stoa 101  10.000002:    2002002 cpu-clock:
 		t.Errorf("string table %q", strs)
 	}
 }
+
+// Without kernel receive times, the main delay figure falls back to the
+// generator's read and says so; with them, it is the kernel's.
+func TestDelaySource(t *testing.T) {
+	s := newStream(true)
+	for i := range 100 {
+		s.readDelay.record(time.Duration(i+1) * 100 * time.Microsecond) // 0.1 .. 10 ms
+		s.noRxTime.Add(1)
+	}
+	s.packets.Add(100)
+	t0 := time.Now()
+	a := window{cpu: cpuSample{at: t0}, streams: map[*stream]streamSnap{}, delay: new(counts), readDelay: new(counts)}
+	b := window{cpu: cpuSample{at: t0.Add(time.Second)}, streams: map[*stream]streamSnap{s: s.snap()}, delay: new(counts), readDelay: new(counts)}
+	b.delay.add(&s.delay)
+	b.readDelay.add(&s.readDelay)
+	var r result
+	r.fill(a, b)
+	r.addNotes(2, "SO_TIMESTAMPNS: operation not permitted")
+	if r.DelaySource != delayRead || r.DelayP99Ms != r.ReadDelayP99Ms || r.DelayP99Ms < 9 {
+		t.Errorf("fallback: source %q, delay p99 %.2f, read p99 %.2f", r.DelaySource, r.DelayP99Ms, r.ReadDelayP99Ms)
+	}
+	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "no kernel receive timestamps (SO_TIMESTAMPNS: operation not permitted)") {
+		t.Errorf("notes %q", r.Notes)
+	}
+
+	for i := range 100 {
+		s.delay.record(time.Duration(i+1) * 10 * time.Microsecond) // 0.01 .. 1 ms
+	}
+	b.streams[s] = s.snap()
+	b.delay.add(&s.delay)
+	r = result{}
+	r.fill(a, b)
+	r.addNotes(2, "")
+	if r.DelaySource != delayKernel || r.DelayP99Ms > 1.05 || r.ReadDelayP99Ms < 9 || r.KernelRxPercent != 50 {
+		t.Errorf("kernel: source %q, delay p99 %.2f, read p99 %.2f, %.0f%% with a receive time",
+			r.DelaySource, r.DelayP99Ms, r.ReadDelayP99Ms, r.KernelRxPercent)
+	}
+	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "only 50.0% of packets") {
+		t.Errorf("notes %q", r.Notes)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -25,7 +26,9 @@ import (
 type env struct {
 	cfg    *runConfig
 	pubAPI *webrtc.API
-	subAPI *webrtc.API
+	// subAPI builds the API of one participant's subscriber
+	// PeerConnection, whose socket records kernel receive times into rx.
+	subAPI func(rx *rxTable) *webrtc.API
 	rec    *recorder
 }
 
@@ -91,12 +94,16 @@ func mediaEngine(publisher bool) (*webrtc.MediaEngine, error) {
 	return me, nil
 }
 
-// newAPIs builds the publisher and subscriber APIs. Publishers send sender
-// reports and transport-wide sequence numbers, as browsers do; subscribers
-// send receiver reports and transport-wide congestion control feedback
-// (LiveKit's downstream allocator runs on it), and NACKs if nack is set.
-// Neither keeps pion's stats interceptor, which costs work per packet.
-func newAPIs(nackOn, verbose bool, stderr io.Writer) (pub, sub *webrtc.API, err error) {
+// newAPIs builds the publisher API and the builder of subscriber APIs.
+// Publishers send sender reports and transport-wide sequence numbers, as
+// browsers do; subscribers send receiver reports and transport-wide
+// congestion control feedback (LiveKit's downstream allocator runs on it),
+// and NACKs if nack is set. Neither keeps pion's stats interceptor, which
+// costs work per packet. Each subscriber API has its own transport.Net, the
+// only way to hand pion a socket per PeerConnection without putting a UDP
+// mux, and its extra goroutine hand-off, in front of it; rxUnavailable is
+// called when such a socket cannot get kernel timestamps.
+func newAPIs(nackOn, verbose bool, stderr io.Writer, rxUnavailable func(error)) (pub *webrtc.API, sub func(*rxTable) *webrtc.API, err error) {
 	se := settingEngine(verbose, stderr)
 
 	pme, err := mediaEngine(true)
@@ -138,7 +145,17 @@ func newAPIs(nackOn, verbose bool, stderr io.Writer) (pub, sub *webrtc.API, err 
 		}
 		sir.Add(gen)
 	}
-	sub = webrtc.NewAPI(webrtc.WithMediaEngine(sme), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(sir))
+	base, err := stdnet.NewNet()
+	if err != nil {
+		return nil, nil, err
+	}
+	sub = func(rx *rxTable) *webrtc.API {
+		sse := se
+		sse.SetNet(&rxNet{Net: base, table: rx, unavailable: rxUnavailable})
+		// NewPeerConnection copies the MediaEngine, and the registry builds
+		// new interceptors per PeerConnection: both may be shared.
+		return webrtc.NewAPI(webrtc.WithMediaEngine(sme), webrtc.WithSettingEngine(sse), webrtc.WithInterceptorRegistry(sir))
+	}
 	return pub, sub, nil
 }
 
@@ -150,6 +167,8 @@ type recorder struct {
 	joins    []time.Duration
 	errCount int
 	errKinds map[string]int
+	tables   []*rxTable
+	rxErr    string // why a subscriber socket has no kernel timestamps, the first time it happened
 }
 
 func newRecorder() *recorder { return &recorder{errKinds: map[string]int{}} }
@@ -171,6 +190,20 @@ func (r *recorder) addPublisher(c *pubCounters) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pubs = append(r.pubs, c)
+}
+
+func (r *recorder) addRxTable(t *rxTable) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tables = append(r.tables, t)
+}
+
+func (r *recorder) rxUnavailable(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rxErr == "" {
+		r.rxErr = err.Error()
+	}
 }
 
 func (r *recorder) joined(d time.Duration) {

@@ -39,6 +39,7 @@ type participant struct {
 	pubOnce      sync.Once
 	subOnce      sync.Once
 	counters     pubCounters
+	rx           *rxTable // kernel receive times of the subscriber PeerConnection's socket
 
 	mu         sync.Mutex // guards the following fields
 	pub, sub   *webrtc.PeerConnection
@@ -54,6 +55,7 @@ func newParticipant(e *env, s spec) *participant {
 		published:    make(chan *livekit.TrackPublishedResponse, 2),
 		pubConnected: make(chan struct{}),
 		subConnected: make(chan struct{}),
+		rx:           new(rxTable),
 	}
 }
 
@@ -292,7 +294,7 @@ func (p *participant) answer(sd *livekit.SessionDescription) error {
 	p.mu.Unlock()
 	if pc == nil {
 		var err error
-		pc, err = p.env.subAPI.NewPeerConnection(pcConfig())
+		pc, err = p.env.subAPI(p.rx).NewPeerConnection(pcConfig())
 		if err != nil {
 			return err
 		}
@@ -393,7 +395,7 @@ func (p *participant) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 			TrackSids: []string{sid}, Quality: q,
 		}}})
 	}
-	p.goRun(func() { s.readLoop(remote, want, onFirst) })
+	p.goRun(func() { s.readLoop(remote, p.rx, want, onFirst) })
 	p.goRun(func() {
 		buf := make([]byte, 1500)
 		for {

@@ -41,9 +41,15 @@ type result struct {
 	SendErrors              uint64  `json:"send_errors"`                // publishers' failed writes
 	LossPercent             float64 `json:"loss_percent"`
 	LostPackets             int64   `json:"lost_packets"`
-	DelayP50Ms              float64 `json:"delay_p50_ms"`
+	DelayP50Ms              float64 `json:"delay_p50_ms"` // publisher's write to the kernel's receive on the subscriber's socket (DelaySource)
 	DelayP99Ms              float64 `json:"delay_p99_ms"`
 	DelayP999Ms             float64 `json:"delay_p999_ms"`
+	DelaySource             string  `json:"delay_source"`      // delayKernel, or delayRead when the kernel gave no receive times
+	KernelRxPercent         float64 `json:"kernel_rx_percent"` // stamped packets whose kernel receive time was found
+	ReadDelayP50Ms          float64 `json:"read_delay_p50_ms"` // publisher's write to the subscriber's read in the generator, its receive path included
+	ReadDelayP99Ms          float64 `json:"read_delay_p99_ms"`
+	ReadDelayP999Ms         float64 `json:"read_delay_p999_ms"`
+	GeneratorDrops          uint64  `json:"generator_socket_drops"` // datagrams the subscribers' sockets dropped, their buffer full
 	JoinP50Ms               float64 `json:"join_p50_ms"`
 	JoinP99Ms               float64 `json:"join_p99_ms"`
 	WrongLayerPercent       float64 `json:"wrong_layer_percent"` // video packets not of the layer asked for
@@ -64,6 +70,12 @@ type result struct {
 	Notes      []string `json:"notes,omitempty"`
 }
 
+// Where delay is measured to.
+const (
+	delayKernel = "kernel-rx"      // the kernel's receive time on the subscriber's socket
+	delayRead   = "generator-read" // the subscriber's read in the generator
+)
+
 // label names the run: server and shape.
 func (r *result) label() string {
 	if r.Server == "" {
@@ -76,7 +88,7 @@ func (r *result) label() string {
 func (r *result) fill(a, b window) {
 	dt := b.cpu.at.Sub(a.cpu.at).Seconds()
 	r.DurationS = dt
-	var pkts, bytes, unstamped, right, wrong, sw, bad uint64
+	var pkts, bytes, unstamped, right, wrong, sw, bad, noRx uint64
 	var lostN, expected int64
 	for s, sb := range b.streams {
 		sa := a.streams[s] // zero if the stream started during the window
@@ -90,6 +102,7 @@ func (r *result) fill(a, b window) {
 		wrong += sb.wrong - sa.wrong
 		sw += sb.switches - sa.switches
 		bad += sb.badSwitch - sa.badSwitch
+		noRx += sb.noRxTime - sa.noRxTime
 		l := lost(sa, sb)
 		lostN += l
 		expected += int64(sb.packets-sa.packets) + l
@@ -110,10 +123,23 @@ func (r *result) fill(a, b window) {
 		r.WrongLayerPercent = 100 * float64(wrong) / float64(right+wrong)
 	}
 	r.LayerSwitches, r.BadSwitches = sw, bad
+	rd := b.readDelay.sub(a.readDelay)
+	r.ReadDelayP50Ms = rd.quantile(0.5)
+	r.ReadDelayP99Ms = rd.quantile(0.99)
+	r.ReadDelayP999Ms = rd.quantile(0.999)
 	d := b.delay.sub(a.delay)
+	withRx := d.total()
+	if withRx+noRx > 0 {
+		r.KernelRxPercent = 100 * float64(withRx) / float64(withRx+noRx)
+	}
+	r.DelaySource = delayKernel
+	if withRx == 0 {
+		r.DelaySource, d = delayRead, rd
+	}
 	r.DelayP50Ms = d.quantile(0.5)
 	r.DelayP99Ms = d.quantile(0.99)
 	r.DelayP999Ms = d.quantile(0.999)
+	r.GeneratorDrops = b.rxDrops - a.rxDrops
 
 	server := (b.cpu.server - a.cpu.server).Seconds()
 	gen := (b.cpu.generator - a.cpu.generator).Seconds()
@@ -131,8 +157,9 @@ func (r *result) fill(a, b window) {
 // percent of a core, before the result is marked noisy.
 const noisyOther = 25
 
-// addNotes flags windows whose figures mean less than they seem.
-func (r *result) addNotes(cores int) {
+// addNotes flags windows whose figures mean less than they seem. rxErr is
+// why subscriber sockets have no kernel timestamps, if known.
+func (r *result) addNotes(cores int, rxErr string) {
 	if r.OtherCPUPercent > noisyOther {
 		r.Notes = append(r.Notes, fmt.Sprintf("noisy: other processes used %.0f%% of a core during the window", r.OtherCPUPercent))
 	}
@@ -141,6 +168,19 @@ func (r *result) addNotes(cores int) {
 	}
 	if r.SkippedFrames > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("the generator fell behind and skipped %d frames", r.SkippedFrames))
+	}
+	switch {
+	case r.DelaySource == delayRead && r.ReadDelayP50Ms > 0:
+		why := "none arrived"
+		if rxErr != "" {
+			why = rxErr
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("no kernel receive timestamps (%s): delay is to the generator's read and includes its receive path", why))
+	case r.DelaySource == delayKernel && r.KernelRxPercent < 99:
+		r.Notes = append(r.Notes, fmt.Sprintf("only %.1f%% of packets had a kernel receive time when read (the generator read the others too late); delay is over those", r.KernelRxPercent))
+	}
+	if r.GeneratorDrops > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("the generator's sockets dropped %d datagrams; loss includes them", r.GeneratorDrops))
 	}
 	if r.StreamsReceiving < r.StreamsExpected {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d streams received nothing in the window", r.StreamsExpected-r.StreamsReceiving, r.StreamsExpected))
@@ -166,8 +206,10 @@ func figureRows() []row {
 		{"  of which padding packets /s", "%.0f", func(r *result) float64 { return r.PaddingPacketsPerSecond }, false},
 		{"server CPU (% of a core)", "%.1f", func(r *result) float64 { return r.ServerCPUPercent }, true},
 		{"loss (%)", "%.3f", func(r *result) float64 { return r.LossPercent }, false},
-		{"delay p50 (ms)", "%.2f", func(r *result) float64 { return r.DelayP50Ms }, true},
-		{"delay p99 (ms)", "%.2f", func(r *result) float64 { return r.DelayP99Ms }, true},
+		{"delay through the SFU p50 (ms)", "%.2f", func(r *result) float64 { return r.DelayP50Ms }, true},
+		{"delay through the SFU p99 (ms)", "%.2f", func(r *result) float64 { return r.DelayP99Ms }, true},
+		{"delay to the generator's read p50 (ms)", "%.2f", func(r *result) float64 { return r.ReadDelayP50Ms }, false},
+		{"delay to the generator's read p99 (ms)", "%.2f", func(r *result) float64 { return r.ReadDelayP99Ms }, false},
 		{"join p50 (ms)", "%.0f", func(r *result) float64 { return r.JoinP50Ms }, true},
 		{"join p99 (ms)", "%.0f", func(r *result) float64 { return r.JoinP99Ms }, true},
 		{"server RSS (MB)", "%.1f", func(r *result) float64 { return r.RSSMB }, true},
@@ -177,6 +219,7 @@ func figureRows() []row {
 		{"keyframe requests to publishers", "%.0f", func(r *result) float64 { return float64(r.KeyframeRequests) }, false},
 		{"streams receiving / expected", "", nil, false},
 		{"errors", "%.0f", func(r *result) float64 { return float64(r.Errors) }, false},
+		{"generator socket drops", "%.0f", func(r *result) float64 { return float64(r.GeneratorDrops) }, false},
 		{"generator CPU (% of a core)", "%.1f", func(r *result) float64 { return r.GeneratorCPUPercent }, false},
 		{"generator frames skipped", "%.0f", func(r *result) float64 { return float64(r.SkippedFrames) }, false},
 		{"other load (% of a core)", "%.1f", func(r *result) float64 { return r.OtherCPUPercent }, false},
@@ -301,9 +344,9 @@ func (p *progress) loop(ctx context.Context) {
 		if name != "" {
 			name += " "
 		}
-		line := fmt.Sprintf("%s%s %3ds %-7s joined %d/%d streams %d/%d  %6.0f pkt/s %6.1f Mbit/s  loss %.2f%%  delay p50 %.2f p99 %.2f ms  cpu server %.0f%% gen %.0f%% other %.0f%%  errors %d",
+		line := fmt.Sprintf("%s%s %3ds %-7s joined %d/%d streams %d/%d  %6.0f pkt/s %6.1f Mbit/s  loss %.2f%%  delay p50 %.2f p99 %.2f ms (read p99 %.2f)  cpu server %.0f%% gen %.0f%% other %.0f%%  errors %d",
 			name, p.cfg.Shape, int(time.Since(p.start).Seconds()), phase, joined, p.total, started, p.expected,
-			r.PacketsPerSecond, r.MbitPerSecond, r.LossPercent, r.DelayP50Ms, r.DelayP99Ms,
+			r.PacketsPerSecond, r.MbitPerSecond, r.LossPercent, r.DelayP50Ms, r.DelayP99Ms, r.ReadDelayP99Ms,
 			r.ServerCPUPercent, r.GeneratorCPUPercent, r.OtherCPUPercent, errs)
 		if p.tty {
 			fmt.Fprintf(p.w, "\r%s\x1b[K", line)

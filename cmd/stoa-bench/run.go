@@ -111,11 +111,12 @@ func runBench(ctx context.Context, cfg *runConfig, progress io.Writer) (*result,
 	if err != nil {
 		return nil, err
 	}
-	pubAPI, subAPI, err := newAPIs(cfg.NACK, cfg.Verbose, progress)
+	rec := newRecorder()
+	pubAPI, subAPI, err := newAPIs(cfg.NACK, cfg.Verbose, progress, rec.rxUnavailable)
 	if err != nil {
 		return nil, err
 	}
-	e := &env{cfg: cfg, pubAPI: pubAPI, subAPI: subAPI, rec: newRecorder()}
+	e := &env{cfg: cfg, pubAPI: pubAPI, subAPI: subAPI, rec: rec}
 	var expected int
 	for _, s := range specs {
 		expected += expectedStreams(s, cfg.Sizes)
@@ -179,7 +180,10 @@ func runBench(ctx context.Context, cfg *runConfig, progress io.Writer) (*result,
 	}
 	w1 := takeWindow(e, cfg.ServerPID)
 	res.fill(w0, w1)
-	res.addNotes(runtime.NumCPU())
+	e.rec.mu.Lock()
+	rxErr := e.rec.rxErr
+	e.rec.mu.Unlock()
+	res.addNotes(runtime.NumCPU(), rxErr)
 	if cfg.ServerPID > 0 {
 		if rss, err := procRSS(cfg.ServerPID); err == nil {
 			res.RSSMB = mb(rss)
@@ -242,6 +246,7 @@ func joinAll(ctx context.Context, e *env, group []spec, rate float64) ([]*partic
 			if s.publishes() {
 				e.rec.addPublisher(&p.counters)
 			}
+			e.rec.addRxTable(p.rx)
 			d, err := p.join(ctx)
 			if err != nil {
 				e.rec.fail("join: " + errorClass(err))
@@ -307,23 +312,29 @@ func waitSettled(ctx context.Context, e *env, expected int, timeout time.Duratio
 
 // window is a snapshot of every counter at one instant.
 type window struct {
-	cpu     cpuSample
-	streams map[*stream]streamSnap
-	delay   *counts
-	sent    uint64
-	skipped uint64
-	keys    uint64
-	plis    uint64
-	sendErr uint64
+	cpu       cpuSample
+	streams   map[*stream]streamSnap
+	delay     *counts
+	readDelay *counts
+	rxDrops   uint64 // datagrams the subscribers' sockets dropped
+	sent      uint64
+	skipped   uint64
+	keys      uint64
+	plis      uint64
+	sendErr   uint64
 }
 
 func takeWindow(e *env, serverPID int) window {
-	w := window{streams: map[*stream]streamSnap{}, delay: new(counts)}
+	w := window{streams: map[*stream]streamSnap{}, delay: new(counts), readDelay: new(counts)}
 	for _, s := range e.rec.allStreams() {
 		w.streams[s] = s.snap()
 		w.delay.add(&s.delay)
+		w.readDelay.add(&s.readDelay)
 	}
 	e.rec.mu.Lock()
+	for _, t := range e.rec.tables {
+		w.rxDrops += uint64(t.drops.Load())
+	}
 	for _, c := range e.rec.pubs {
 		w.sent += c.packets.Load()
 		w.skipped += c.skipped.Load()

@@ -22,8 +22,10 @@ type stream struct {
 	wrongLayer atomic.Uint64 // video packets of another layer
 	switches   atomic.Uint64 // times the forwarded publisher/layer changed, the first packet included
 	badSwitch  atomic.Uint64 // of those, changes that did not start at a keyframe
+	noRxTime   atomic.Uint64 // stamped packets whose kernel receive time was not found
 
-	delay histogram // one-way delay of stamped packets
+	delay     histogram // send to kernel receive on the subscriber's socket, stamped packets with a receive time
+	readDelay histogram // send to this loop's read: includes the generator's receive path
 
 	video bool
 }
@@ -34,10 +36,11 @@ func newStream(video bool) *stream {
 	return s
 }
 
-// readLoop reads remote until it ends. want maps a publisher index to the
+// readLoop reads remote until it ends. rx holds the kernel receive times of
+// the participant's subscriber socket. want maps a publisher index to the
 // layer the subscriber asked for; onFirst is called with the publisher
 // index of the first stamped packet, from this goroutine.
-func (s *stream) readLoop(remote *webrtc.TrackRemote, want func(pub int) int, onFirst func(pub int)) {
+func (s *stream) readLoop(remote *webrtc.TrackRemote, rx *rxTable, want func(pub int) int, onFirst func(pub int)) {
 	buf := make([]byte, 1500)
 	high := int64(-1)
 	lastPub, lastLayer := -1, -1
@@ -72,7 +75,12 @@ func (s *stream) readLoop(remote *webrtc.TrackRemote, want func(pub int) int, on
 			s.unstamped.Add(1)
 			continue
 		}
-		s.delay.record(now.Sub(time.Unix(0, t.sent)))
+		s.readDelay.record(now.Sub(time.Unix(0, t.sent)))
+		if at, ok := rx.lookup(binary.BigEndian.Uint32(pkt[8:12]), sn); ok {
+			s.delay.record(time.Duration(at - t.sent))
+		} else {
+			s.noRxTime.Add(1)
+		}
 		if !s.video {
 			if lastPub < 0 {
 				lastPub = t.pub
@@ -125,6 +133,7 @@ type streamSnap struct {
 	packets, bytes, unstamped uint64
 	right, wrong              uint64
 	switches, badSwitch       uint64
+	noRxTime                  uint64
 	high, first               int64
 	started                   bool
 }
@@ -134,7 +143,7 @@ func (s *stream) snap() streamSnap {
 	return streamSnap{
 		packets: s.packets.Load(), bytes: s.bytes.Load(), unstamped: s.unstamped.Load(),
 		right: s.rightLayer.Load(), wrong: s.wrongLayer.Load(),
-		switches: s.switches.Load(), badSwitch: s.badSwitch.Load(),
+		switches: s.switches.Load(), badSwitch: s.badSwitch.Load(), noRxTime: s.noRxTime.Load(),
 		high: high, first: s.firstSeq.Load(), started: high >= 0,
 	}
 }
