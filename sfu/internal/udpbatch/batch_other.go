@@ -24,4 +24,12 @@ func newSender(*net.UDPConn) sender { return nil }
 
 func (*noSender) family() int { return 0 }
 
+func (*noSender) close() {}
+
+func (*noSender) writeTo([]byte, netip.AddrPort) bool { return false }
+
+func (*noSender) readFrom([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+
 func (*noSender) send(b *batch) (sent, dropped int) { return 0, b.n }

@@ -83,6 +83,9 @@ func (c *Conn) Flush() {
 // the current batch. It never keeps b.
 func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	if c.depth.Load() == 0 || len(b) > slotSize {
+		if c.sys != nil && c.sys.writeTo(b, addr) {
+			return len(b), nil
+		}
 		return c.conn.WriteToUDPAddrPort(b, addr)
 	}
 	c.mu.Lock()
@@ -147,11 +150,20 @@ func (c *Conn) Stats() (batches, packets, dropped uint64) {
 
 // ReadFromAddrPort implements ice.AddrPortReaderWriter.
 func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if c.sys != nil {
+		return c.sys.readFrom(b)
+	}
 	return c.conn.ReadFromUDPAddrPort(b)
 }
 
 // ReadFrom implements net.PacketConn.
-func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) { return c.conn.ReadFrom(b) }
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, ap, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(ap), nil
+}
 
 // WriteTo implements net.PacketConn.
 func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
@@ -162,7 +174,12 @@ func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 // Close implements net.PacketConn. Packets still gathered are dropped.
-func (c *Conn) Close() error { return c.conn.Close() }
+func (c *Conn) Close() error {
+	if c.sys != nil {
+		c.sys.close()
+	}
+	return c.conn.Close()
+}
 
 // LocalAddr implements net.PacketConn.
 func (c *Conn) LocalAddr() net.Addr { return c.conn.LocalAddr() }

@@ -196,3 +196,78 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
+
+func TestReadFrom(t *testing.T) {
+	for _, tc := range []struct{ network, addr string }{
+		{"udp4", "127.0.0.1:0"},
+		{"udp", "[::]:0"},
+	} {
+		t.Run(tc.network, func(t *testing.T) {
+			c := newConn(t, tc.network, tc.addr)
+			peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			port := c.LocalAddr().(*net.UDPAddr).Port
+			if _, err := peer.WriteToUDP([]byte("hello"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 1500)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err := c.ReadFromAddrPort(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+			if string(buf[:n]) != "hello" || from.Addr().Unmap() != want.Addr() || from.Port() != want.Port() {
+				t.Fatalf("read %q from %v, want hello from %v", buf[:n], from, want)
+			}
+			// The address read back is one the socket can answer.
+			if _, err := c.WriteToAddrPort([]byte("back"), from); err != nil {
+				t.Fatal(err)
+			}
+			_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, _, err := peer.ReadFrom(buf); err != nil || string(buf[:n]) != "back" {
+				t.Fatalf("answer: %q, %v", buf[:n], err)
+			}
+		})
+	}
+}
+
+func TestReadUnblocksOnClose(t *testing.T) {
+	c := newConn(t, "udp4", "127.0.0.1:0")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadFromAddrPort(make([]byte, 1500))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("read after close returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read still blocked after close")
+	}
+}
+
+func TestDirectPathAllocatesNothing(t *testing.T) {
+	c := newConn(t, "udp4", "127.0.0.1:0")
+	self := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	pkt := make([]byte, 1200)
+	buf := make([]byte, 1500)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.WriteToAddrPort(pkt, self); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.ReadFromAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per write and read", allocs)
+	}
+}
