@@ -19,8 +19,9 @@ import (
 // call back into the Peer synchronously.
 type PeerConfig struct {
 	// ServerOffers makes this the side that offers (LiveKit's dual-PC
-	// subscriber connection). Otherwise the client offers and the server
-	// answers (publisher connection, or LiveKit's single PC).
+	// subscriber connection), a connection that only sends media.
+	// Otherwise the client offers and the server answers (publisher
+	// connection, or LiveKit's single PC).
 	ServerOffers bool
 	// OnDescription delivers a local offer or answer. id echoes the client's
 	// offer id for answers and counts the server's offers.
@@ -76,7 +77,11 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	if log == nil {
 		log = s.log
 	}
-	pc, err := s.api.NewPeerConnection(webrtc.Configuration{
+	api := s.api
+	if cfg.ServerOffers {
+		api = s.sendAPI // it never receives media
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
 	})

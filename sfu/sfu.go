@@ -19,7 +19,8 @@ import (
 type SFU struct {
 	cfg     Config
 	log     *slog.Logger
-	api     *webrtc.API
+	api     *webrtc.API // publishing connections: receive interceptors
+	sendAPI *webrtc.API // send-only connections: no interceptors
 	udpConn *udpbatch.Conn
 	tcpLn   net.Listener
 	udpMux  ice.UDPMux
@@ -93,6 +94,13 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
+	// A connection that only sends (LiveKit's subscriber PeerConnection)
+	// needs none of the receive interceptors, and each of them runs a
+	// ticker per connection (NACK and TWCC every 100 ms, reports every
+	// second) that wakes the process for nothing: 2,100 wake-ups a second
+	// for a webinar of 100. The MediaEngine is shared, so SDP is the same.
+	s.sendAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
+		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	log.Info("media plane listening", "udp", udpConn.LocalAddr().String(), "tcp", s.TCPAddr())
 	return s, nil
 }
