@@ -261,8 +261,12 @@ func comparisonMarkdown(c *compareConfig, comps []*comparison, started time.Time
 		c.run.JoinRate, c.run.Warmup, c.run.Duration)
 	b.WriteString("Figures are over the window. *Forwarded* counts what subscribers received. *CPU per forwarded packet* is the " +
 		"server's user+system time (`/proc/PID/stat`) divided by the packets subscribers received, so it includes receiving " +
-		"from publishers, RTCP and signalling. *Delay* is one-way, publisher send to subscriber receive, on the same clock: " +
-		"it includes the generator's own SRTP and socket work on both ends. *Loss* counts sequence numbers the SFU sent that never " +
+		"from publishers, RTCP and signalling. *Delay through the SFU* is one-way, from the publisher's write to the kernel's " +
+		"receive time of the datagram on the subscriber's socket (`SO_TIMESTAMPNS`, the same clock): it covers the publisher's " +
+		"SRTP and send, the server, and the loopback path of both hops, and none of the generator's receive path. " +
+		"*Delay to the generator's read* runs to the subscriber's read of the same packet after pion decrypted it; the gap " +
+		"between the two is the generator queueing its own reads. Without kernel receive times the first figure is the " +
+		"second, and a note says so. *Loss* counts sequence numbers the SFU sent that never " +
 		"arrived (subscribers send no NACKs). *RSS per participant* is (RSS − idle RSS) / participants. *Other load* is CPU " +
 		"used by processes other than the server and the generator (noise).\n\n")
 	for _, cp := range comps {
