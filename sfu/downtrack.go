@@ -53,6 +53,7 @@ type DownTrack struct {
 	ext     [4]rtp.Extension // backing array for interceptors' extensions
 	scratch [receiveMTU]byte // rewritten VP8 payload
 	sender  *webrtc.RTPSender
+	peer    *Peer        // the subscriber's connection, once attached
 	sent    []sentPacket // by output sequence number, for NACKs
 	packets uint32       // sender report counters (RFC 3550 §6.4.1)
 	octets  uint32
@@ -191,9 +192,10 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 // attach starts forwarding from the UpTrack and reads the subscriber's RTCP
 // on sender until it closes. Called once by the Peer that owns sender. It
 // reports false if the UpTrack has closed meanwhile (nothing is forwarded).
-func (d *DownTrack) attach(sender *webrtc.RTPSender) bool {
+func (d *DownTrack) attach(p *Peer, sender *webrtc.RTPSender) bool {
 	d.mu.Lock()
 	d.sender = sender
+	d.peer = p
 	d.mu.Unlock()
 	go d.rtcpLoop(sender)
 	return d.up.addDownTrack(d)
@@ -389,7 +391,7 @@ func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switcha
 		SSRC:           uint32(d.ssrc),
 		Extensions:     d.ext[:0],
 	}
-	if _, err := d.writer.WriteRTP(&d.hdr, out); err != nil {
+	if err := d.writeLocked(&d.hdr, out); err != nil {
 		return
 	}
 	d.packets++
@@ -397,6 +399,18 @@ func (d *DownTrack) writeRTP(layer int32, h *rtp.Header, payload []byte, switcha
 	if arrival-d.lastSR >= int64(srInterval) {
 		d.reportLocked(ts, arrival)
 	}
+}
+
+// writeLocked sends one packet: on the connection's own write path once it
+// has one, else through pion's.
+func (d *DownTrack) writeLocked(h *rtp.Header, payload []byte) error {
+	if d.peer != nil {
+		if o := d.peer.out.Load(); o != nil {
+			return o.writeRTP(h, payload)
+		}
+	}
+	_, err := d.writer.WriteRTP(h, payload)
+	return err
 }
 
 // reportLocked sends a sender report mapping now to ts, the timestamp of
@@ -492,7 +506,7 @@ func (d *DownTrack) resendLocked(sn uint16, now int64) bool {
 		d.rtxHdr.SSRC = uint32(d.rtxSSRC)
 		d.rtxSeq++
 	}
-	if _, err := d.writer.WriteRTP(&d.rtxHdr, out); err != nil {
+	if err := d.writeLocked(&d.rtxHdr, out); err != nil {
 		return false
 	}
 	m.resent++

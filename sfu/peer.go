@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
@@ -45,12 +46,16 @@ type PeerConfig struct {
 // negotiation: every operation is queued to it (STYLE rule 14), so offers,
 // answers, candidates and track changes never interleave.
 type Peer struct {
-	pc    *webrtc.PeerConnection
-	batch *udpbatch.Conn // the SFU's UDP socket, for fan-out batching
-	cfg   PeerConfig
-	log   *slog.Logger
-	wake  chan struct{} // size 1: a pending-work signal, coalesced
-	done  chan struct{}
+	out atomic.Pointer[srtpOut] // the own write path, once DTLS is up; nil: pion's
+
+	pc      *webrtc.PeerConnection
+	batch   *udpbatch.Conn // the SFU's UDP socket, for fan-out batching
+	secrets *dtlsSecrets
+	tcps    *tcpConns
+	cfg     PeerConfig
+	log     *slog.Logger
+	wake    chan struct{} // size 1: a pending-work signal, coalesced
+	done    chan struct{}
 
 	mu     sync.Mutex // guards the following fields
 	queue  []func()
@@ -77,10 +82,22 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	if log == nil {
 		log = s.log
 	}
-	api := s.api
+	// Each connection gets its own API: the DTLS hooks below are per
+	// connection. The MediaEngine is copied by pion for every connection
+	// anyway.
+	secrets := &dtlsSecrets{}
+	se := s.se
+	se.SetDTLSKeyLogWriter(secrets)
+	se.SetDTLSServerHelloMessageHook(secrets.serverHello)
+	ir := s.ir
 	if cfg.ServerOffers {
-		api = s.sendAPI // it never receives media
+		// A connection that only sends (LiveKit's subscriber
+		// PeerConnection) needs none of the receive interceptors, and each
+		// of them runs a ticker per connection (NACK and TWCC every 100 ms,
+		// reports every second) that wakes the process for nothing.
+		ir = &interceptor.Registry{}
 	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(s.me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
@@ -91,6 +108,8 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	p := &Peer{
 		pc:         pc,
 		batch:      s.udpConn,
+		secrets:    secrets,
+		tcps:       &s.tcpConns,
 		cfg:        cfg,
 		log:        log,
 		wake:       make(chan struct{}, 1),
@@ -118,6 +137,9 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		p.enqueue(func() {
 			ready := st == webrtc.PeerConnectionStateConnected
+			if ready {
+				p.startOwnPath()
+			}
 			for d := range p.senders {
 				d.setReady(ready)
 			}
@@ -128,6 +150,33 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	})
 	go p.loop()
 	return p, nil
+}
+
+// startOwnPath sets up the own write path (srtpout.go) the first time the
+// connection is up: the keys, and the destination, which follows pion's
+// selected candidate pair. Without the keys, pion's path stays. Called on
+// the loop.
+func (p *Peer) startOwnPath() {
+	if p.secrets == nil {
+		return
+	}
+	secrets := p.secrets
+	p.secrets = nil // one attempt: a connection keeps one path
+	ctx, err := secrets.localContext()
+	if err != nil {
+		p.log.Debug("media path", "own", false, "reason", err)
+		return
+	}
+	o := &srtpOut{conn: p.batch, ctx: ctx}
+	ice := p.pc.SCTP().Transport().ICETransport()
+	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) { o.setPair(pair, p.tcps) })
+	pair, err := ice.GetSelectedCandidatePair()
+	if err != nil {
+		p.log.Debug("no selected candidate pair", "err", err)
+	}
+	o.setPair(pair, p.tcps)
+	p.out.Store(o)
+	p.log.Debug("media path", "own", true, "udp", o.udp.Load() != nil, "tcp", o.tcp.Load() != nil)
 }
 
 // PeerConnection exposes the underlying connection for reading state and
@@ -347,7 +396,7 @@ func (p *Peer) AddDownTrack(d *DownTrack) {
 				return
 			}
 			p.senders[d] = tr.Sender()
-			if !d.attach(tr.Sender()) {
+			if !d.attach(p, tr.Sender()) {
 				p.log.Debug("track ended while being attached", "track", d.ID())
 			}
 			d.setReady(p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected)
@@ -429,7 +478,7 @@ func (p *Peer) attachPending() {
 		}
 		free[d.Kind()]--
 		p.senders[d] = sender
-		if !d.attach(sender) {
+		if !d.attach(p, sender) {
 			p.log.Debug("track ended while being attached", "track", d.ID())
 		}
 		d.setReady(p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected)

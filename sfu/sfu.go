@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -19,12 +21,16 @@ import (
 type SFU struct {
 	cfg     Config
 	log     *slog.Logger
-	api     *webrtc.API // publishing connections: receive interceptors
-	sendAPI *webrtc.API // send-only connections: no interceptors
 	udpConn *udpbatch.Conn
 	tcpLn   net.Listener
 	udpMux  ice.UDPMux
 	tcpMux  ice.TCPMux
+
+	// What each Peer's own API is built from (see NewPeer).
+	se       webrtc.SettingEngine
+	me       *webrtc.MediaEngine
+	ir       *interceptor.Registry
+	tcpConns tcpConns
 }
 
 // New binds the ICE UDP (and, unless disabled, TCP) ports and prepares the
@@ -48,6 +54,14 @@ func New(cfg Config) (*SFU, error) {
 	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: udpConn})
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
+	// Answer as the DTLS server, as the SFU is when it offers (clients
+	// answer active): the own write path needs the server's side of the
+	// handshake (srtpout.go). RFC 8842 §5.2 lets the answerer take either
+	// role.
+	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+		s.Close()
+		return nil, err
+	}
 	se.SetICEUDPMux(s.udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if cfg.TCPPort >= 0 {
@@ -57,7 +71,7 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: listen ICE TCP: %w", err)
 		}
 		s.tcpLn = ln
-		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), deadlineListener{ln}, 32)
+		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), deadlineListener{ln, &s.tcpConns}, 32)
 		se.SetICETCPMux(s.tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
@@ -93,14 +107,7 @@ func New(cfg Config) (*SFU, error) {
 		s.Close()
 		return nil, err
 	}
-	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
-	// A connection that only sends (LiveKit's subscriber PeerConnection)
-	// needs none of the receive interceptors, and each of them runs a
-	// ticker per connection (NACK and TWCC every 100 ms, reports every
-	// second) that wakes the process for nothing: 2,100 wake-ups a second
-	// for a webinar of 100. The MediaEngine is shared, so SDP is the same.
-	s.sendAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se),
-		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
+	s.se, s.me, s.ir = se, me, ir
 	log.Info("media plane listening", "udp", udpConn.LocalAddr().String(), "tcp", s.TCPAddr())
 	return s, nil
 }
@@ -142,22 +149,73 @@ func (s *SFU) Close() error {
 // connection fails instead.
 const tcpWriteTimeout = 250 * time.Millisecond
 
-// deadlineListener gives every accepted ICE-TCP connection a write timeout.
-type deadlineListener struct{ net.Listener }
+// deadlineListener gives every accepted ICE-TCP connection a write
+// timeout, and keeps the connections by remote address for the own write
+// path (srtpOut).
+type deadlineListener struct {
+	net.Listener
+	conns *tcpConns
+}
 
 func (l deadlineListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return deadlineConn{c}, nil
+	tc := &tcpConn{Conn: c, conns: l.conns}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		tc.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		l.conns.add(tc)
+	}
+	return tc, nil
 }
 
-type deadlineConn struct{ net.Conn }
+// tcpConn is one accepted ICE-TCP connection. pion writes one RFC 4571
+// frame per Write, and so does srtpOut; the runtime holds a connection's
+// write lock for a whole Write, so their frames never interleave.
+type tcpConn struct {
+	net.Conn
+	remote netip.AddrPort
+	conns  *tcpConns
+}
 
-func (c deadlineConn) Write(b []byte) (int, error) {
+func (c *tcpConn) Write(b []byte) (int, error) {
 	if err := c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout)); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(b)
+}
+
+func (c *tcpConn) Close() error {
+	c.conns.remove(c)
+	return c.Conn.Close()
+}
+
+// tcpConns are the open ICE-TCP connections by remote address.
+type tcpConns struct {
+	mu sync.Mutex // guards the following fields
+	m  map[netip.AddrPort]*tcpConn
+}
+
+func (t *tcpConns) add(c *tcpConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[netip.AddrPort]*tcpConn{}
+	}
+	t.m[c.remote] = c
+}
+
+func (t *tcpConns) remove(c *tcpConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[c.remote] == c {
+		delete(t.m, c.remote)
+	}
+}
+
+func (t *tcpConns) find(addr netip.AddrPort) *tcpConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[addr]
 }

@@ -1,7 +1,9 @@
 package signalling_test
 
 import (
+	"context"
 	"encoding/binary"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/stoa-rtc/stoa/signalling"
 )
 
 // lossy is a subscriber-side interceptor that loses VP8 packets the way a
@@ -83,12 +87,53 @@ func (l *lossy) state() (dropped []uint16, rtx int) {
 	return append([]uint16(nil), l.dropped...), l.rtx
 }
 
+// pathLog is a slog handler that counts the SFU's "media path" records.
+type pathLog struct {
+	mu        sync.Mutex
+	own, pion int
+}
+
+func (h *pathLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *pathLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *pathLog) WithGroup(string) slog.Handler            { return h }
+func (h *pathLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "media path" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "own" {
+			h.mu.Lock()
+			if a.Value.Bool() {
+				h.own++
+			} else {
+				h.pion++
+			}
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (h *pathLog) counts() (own, pion int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.own, h.pion
+}
+
 // TestNACKRepairedOnRTX: a subscriber loses one video packet in ten; its
 // SDK asks again with NACKs, and Stoa answers each from the publisher's
 // layer history on the RTX stream (RFC 4588), so every lost packet arrives
 // after all, with the sequence number it was first sent with.
+//
+// It also checks that every connection sends through the SFU's own write
+// path (sfu/srtpout.go), with the keys it derived: the media arriving at
+// all is the proof that they are right.
 func TestNACKRepairedOnRTX(t *testing.T) {
-	srv := startServer(t)
+	paths := &pathLog{}
+	srv := startServer(t, func(c *signalling.Config) {
+		c.Logger = slog.New(paths)
+	})
 	room := roomName(t, "nack")
 	pub := srv.join(t, room, "pub")
 	pub.publishMedia(true, false)
@@ -158,6 +203,9 @@ func TestNACKRepairedOnRTX(t *testing.T) {
 		t.Errorf("%d RTX packets for %d losses", rtx, len(dropped))
 	}
 	t.Logf("%d packets lost and repaired from %d RTX packets", len(dropped), rtx)
+	if own, pion := paths.counts(); own < 4 || pion > 0 {
+		t.Errorf("%d connections on the own write path and %d on pion's; want 4 and 0", own, pion)
+	}
 
 	// Sender reports for the video stream: about one a second, its NTP
 	// time the wall clock and its RTP time in the stream's timestamps.

@@ -117,7 +117,7 @@ type testServer struct {
 	tags map[string]byte
 }
 
-func startServer(t *testing.T) *testServer {
+func startServer(t *testing.T, opts ...func(*signalling.Config)) *testServer {
 	t.Helper()
 	if u := os.Getenv("STOA_SDKTEST_URL"); u != "" {
 		return &testServer{
@@ -127,11 +127,15 @@ func startServer(t *testing.T) *testServer {
 			tags:   map[string]byte{},
 		}
 	}
-	srv, err := signalling.NewServer(signalling.Config{
+	cfg := signalling.Config{
 		Keys:             map[string]string{testAPIKey: testAPISecret},
 		RTC:              sfu.Config{BindIP: "127.0.0.1", IncludeLoopback: true},
 		DepartureTimeout: time.Second,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := signalling.NewServer(cfg)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
