@@ -217,6 +217,19 @@ func (s *mmsgSender) writeTo(b []byte, addr netip.AddrPort) (ok bool) {
 	return errno == 0
 }
 
+// waitWritable parks until the socket has room, through the runtime's
+// poller. It is apart from send so that send's variables stay on its stack.
+func (s *mmsgSender) waitWritable() error {
+	waited := false
+	return s.raw.Write(func(uintptr) bool {
+		if waited {
+			return true
+		}
+		waited = true
+		return false
+	})
+}
+
 // send writes every packet of b, waiting while the socket buffer is full.
 // A packet the kernel refuses (an unreachable address, say) is dropped and
 // the rest still go. It returns the packets sent and dropped.
@@ -232,14 +245,10 @@ func (s *mmsgSender) send(b *batch) (sent, dropped int) {
 			uintptr(unsafe.Pointer(&b.msgs[i])), uintptr(b.n-i), 0, 0, 0)
 		if errno == unix.EAGAIN {
 			// The socket buffer is full: wait for room like any writer.
-			err := s.raw.Write(func(fd uintptr) bool {
-				r, _, errno = unix.Syscall6(unix.SYS_SENDMMSG, fd,
-					uintptr(unsafe.Pointer(&b.msgs[i])), uintptr(b.n-i), 0, 0, 0)
-				return errno != unix.EAGAIN
-			})
-			if err != nil { // the socket is closed
+			if err := s.waitWritable(); err != nil { // the socket is closed
 				return sent, dropped + b.n - i
 			}
+			continue
 		}
 		switch {
 		case errno == unix.EINTR:
