@@ -125,7 +125,7 @@ func TestVideoFrames(t *testing.T) {
 		tracks[i] = boundTrack(layerSpecs()[i].rid, &w[i])
 	}
 	var c pubCounters
-	v := newVideoSource(5, tracks, &c, func() uint32 { return 1000 })
+	v := newVideoSource(5, tracks, &c, func() uint32 { return 1000 }, false)
 	buf := make([]byte, 1500)
 	var h rtp.Header
 	var exts [4]rtp.Extension
@@ -355,5 +355,46 @@ func TestDelaySource(t *testing.T) {
 	}
 	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "only 50.0% of packets") {
 		t.Errorf("notes %q", r.Notes)
+	}
+}
+
+// A paced source spreads a frame's packets at the pacing rate, as a
+// browser's pacer does; the send times in the trailers show it.
+func TestVideoPaced(t *testing.T) {
+	var w [3]captureWriter
+	var tracks [3]*sendTrack
+	for i := range tracks {
+		tracks[i] = boundTrack(layerSpecs()[i].rid, &w[i])
+	}
+	var c pubCounters
+	v := newVideoSource(1, tracks, &c, func() uint32 { return 1000 }, true)
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	var exts [4]rtp.Extension
+	for _, l := range v.layers {
+		v.sendFrame(l, 0, buf, &h, &exts) // keyframes: the largest burst
+	}
+	var sent []int64
+	for li := range 3 {
+		for _, p := range w[li].pkts {
+			tr, ok := parseTrailer(p.Payload)
+			if !ok {
+				t.Fatal("no trailer")
+			}
+			sent = append(sent, tr.sent)
+		}
+	}
+	if len(sent) < 10 {
+		t.Fatalf("%d packets in a keyframe on three layers", len(sent))
+	}
+	gap := pacingGap(maxVideoChunk)
+	span := time.Duration(sent[len(sent)-1] - sent[0])
+	// The packets before the last go out one gap apart; timers may be late
+	// but never early.
+	if want := time.Duration(len(sent)-2) * gap * 9 / 10; span < want {
+		t.Fatalf("%d packets sent within %v, want at least %v at %v a packet", len(sent), span, want, gap)
+	}
+	if gap < time.Millisecond || gap > 2*time.Millisecond {
+		t.Fatalf("pacing gap %v for %d bytes, want about 1.3 ms", gap, maxVideoChunk)
 	}
 }

@@ -128,7 +128,7 @@ func (p *participant) publish(ctx context.Context) error {
 				return fmt.Errorf("add simulcast layer: %w", err)
 			}
 		}
-		video = newVideoSource(p.spec.Index, tracks, &p.counters, rnd)
+		video = newVideoSource(p.spec.Index, tracks, &p.counters, rnd, !p.env.cfg.Burst)
 		layers := make([]*livekit.VideoLayer, len(layerSpecs()))
 		for i, l := range layerSpecs() {
 			layers[i] = &livekit.VideoLayer{Quality: livekit.VideoQuality(l.quality), Width: uint32(l.w), Height: uint32(l.h), Bitrate: uint32(l.bitrate)}

@@ -33,7 +33,10 @@ type runConfig struct {
 	ServerPID  int
 	ServerName string
 	NACK       bool
-	Verbose    bool
+	// Burst makes publishers write each frame's packets back to back
+	// instead of pacing them as browsers do.
+	Burst   bool
+	Verbose bool
 	// AfterWindow, if not nil, runs after the measurement window while the
 	// load continues (compare takes profiles there).
 	AfterWindow func(ctx context.Context) error
@@ -59,6 +62,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`pid` of the server when it runs on this machine: CPU per packet and memory")
 	fs.StringVar(&cfg.ServerName, "server-name", "", "label for the report")
 	fs.BoolVar(&cfg.NACK, "nack", false, "subscribers send NACKs (loss is then repaired, not counted)")
+	fs.BoolVar(&cfg.Burst, "burst", false, "publishers send each frame's packets back to back, unpaced")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log pion warnings")
 	jsonOut := fs.String("json", "", "write the result as JSON to `file` (- for stdout)")
 	if err := parseFlags(fs, args); err != nil {

@@ -220,10 +220,30 @@ type videoSource struct {
 	layers [3]*videoLayer
 	pub    int
 	c      *pubCounters
+	paced  bool
+	next   time.Time // the pacer's next send time
 }
 
-func newVideoSource(pub int, tracks [3]*sendTrack, c *pubCounters, rnd func() uint32) *videoSource {
-	v := &videoSource{pub: pub, c: c}
+// pacingFactor is how much faster than the media's own rate a browser's
+// pacer lets packets out: libwebrtc's default pacing factor. A browser
+// never writes a frame's packets back to back; it spreads them at this
+// rate (libwebrtc modules/pacing).
+const pacingFactor = 2.5
+
+// pacingGap is the time a packet of n bytes takes at the pacing rate of
+// all three layers together.
+func pacingGap(n int) time.Duration {
+	rate := 0
+	for _, l := range layerSpecs() {
+		rate += l.bitrate
+	}
+	return time.Duration(float64(n*8) / (pacingFactor * float64(rate)) * float64(time.Second))
+}
+
+// newVideoSource makes a publisher's video. paced spreads each frame's
+// packets as a browser's pacer does; otherwise they go back to back.
+func newVideoSource(pub int, tracks [3]*sendTrack, c *pubCounters, rnd func() uint32, paced bool) *videoSource {
+	v := &videoSource{pub: pub, c: c, paced: paced}
 	for i, t := range tracks {
 		v.layers[i] = &videoLayer{t: t, index: i, seq: uint16(rnd()), tsBase: rnd(), picID: uint16(rnd()) & 0x7fff}
 	}
@@ -336,6 +356,15 @@ func (v *videoSource) sendFrame(l *videoLayer, elapsed time.Duration, buf []byte
 		var flags byte
 		if key && i == 0 {
 			flags = trailerKey
+		}
+		if v.paced {
+			now := time.Now()
+			if wait := v.next.Sub(now); wait > 0 {
+				time.Sleep(wait)
+			} else {
+				v.next = now
+			}
+			v.next = v.next.Add(pacingGap(len(p) + 12))
 		}
 		putTrailer(p, v.pub, byte(l.index), flags, time.Now().UnixNano())
 		if _, err := b.w.WriteRTP(h, p); err != nil {
