@@ -272,16 +272,19 @@ func (l *upLayer) readLoop() {
 		switchable := !video || (len(payload) > 0 && rtpx.IsKeyframe(u.ckind, payload))
 		arrival := time.Now().UnixNano()
 		u.lastPacket[l.index].Store(arrival)
-		downs := *u.downs.Load()
-		if l.batch != nil && len(downs) > 1 {
-			l.batch.Begin()
-		}
-		for _, d := range downs {
-			d.writeRTP(l.index, &h, payload, switchable, arrival)
-		}
-		if l.batch != nil && len(downs) > 1 {
-			l.batch.End()
-		}
+		l.writePart(*u.downs.Load(), &h, payload, switchable, arrival)
+	}
+}
+
+// writePart writes one packet to downs, gathering the writes into one
+// system call per batch.
+func (l *upLayer) writePart(downs []*DownTrack, h *rtp.Header, payload []byte, switchable bool, arrival int64) {
+	if l.batch != nil && len(downs) > 1 {
+		l.batch.Begin()
+		defer l.batch.End()
+	}
+	for _, d := range downs {
+		d.writeRTP(l.index, h, payload, switchable, arrival)
 	}
 }
 
