@@ -52,13 +52,27 @@ func testOwnWritePath(t *testing.T, network webrtc.NetworkType) {
 	defer cancel()
 	var p *Peer
 	answers := make(chan error, 4)
+	// The SFU's candidates wait for the client to have its offer: an
+	// ICE-TCP client that lost the passive candidate would never connect.
+	candidates := make(chan webrtc.ICECandidateInit, 16)
 	p, err = s.NewPeer(PeerConfig{
 		ServerOffers: true,
 		Logger:       slog.New(slog.DiscardHandler),
 		OnDescription: func(desc webrtc.SessionDescription, id uint32, _ map[string]string) {
-			go func() { answers <- answer(client, p, desc, id) }()
+			go func() {
+				err := answer(client, p, desc, id)
+				answers <- err
+				for {
+					select {
+					case c := <-candidates:
+						_ = client.AddICECandidate(c)
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
 		},
-		OnCandidate: func(c webrtc.ICECandidateInit) { _ = client.AddICECandidate(c) },
+		OnCandidate: func(c webrtc.ICECandidateInit) { candidates <- c },
 	})
 	if err != nil {
 		t.Fatal(err)
