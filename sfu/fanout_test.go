@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/stoa-rtc/stoa/sfu/internal/udpbatch"
@@ -69,6 +70,32 @@ func fanOutRoom(b *testing.B, n int) (*upLayer, *rtp.Header, []byte) {
 // the packet's time to its last subscriber.
 func BenchmarkFanOutUDP(b *testing.B) {
 	l, h, p := fanOutRoom(b, 100)
+	downs := *l.up.downs.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		h.SequenceNumber++
+		l.writePart(downs, h, p, false, int64(i))
+	}
+}
+
+// BenchmarkFanOutSRTP is BenchmarkFanOutUDP on the own write path: each of
+// the 100 subscribers has its connection's SRTP context (AES-128-GCM), so
+// a packet is rewritten, marshalled, encrypted and batched per subscriber,
+// as in the server.
+func BenchmarkFanOutSRTP(b *testing.B) {
+	l, h, p := fanOutRoom(b, 100)
+	for _, d := range *l.up.downs.Load() {
+		ctx, err := srtp.CreateContext(make([]byte, 16), make([]byte, 12), srtp.ProtectionProfileAeadAes128Gcm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		o := &srtpOut{conn: l.batch, ctx: ctx}
+		to := d.writer.(udpWriter).to
+		o.udp.Store(&to)
+		d.peer = &Peer{}
+		d.peer.out.Store(o)
+	}
 	downs := *l.up.downs.Load()
 	b.ReportAllocs()
 	b.ResetTimer()
