@@ -51,17 +51,15 @@
 // 1 when a check failed or timed out, 2 for a bad config or a missing file.
 // The browser is always closed.
 
-import { chromium } from 'playwright-core';
 import { createHmac } from 'node:crypto';
-import { createServer } from 'node:http';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CheckError, ConfigError, failureText, printReport, readConfig, watchdog } from '../internal/nodetest/browser.mjs';
+import { keepError, launch, serveFiles, watchErrors } from '../internal/nodetest/browser.mjs';
+import { log, sleep, started, until, withTimeout } from '../internal/nodetest/browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const started = Date.now();
 
 const DEFAULT_STEPS = [
   { do: 'join' },
@@ -73,109 +71,10 @@ const DEFAULT_STEPS = [
 
 const STEP_TIMEOUT_MS = { join: 30_000, media: 30_000, resumed: 30_000 };
 
-// Playwright 1.65's own --disable-features list (chromiumSwitches.ts).
-// Chromium honours only the last --disable-features flag, and ours comes
-// after Playwright's, so it has to repeat Playwright's list.
-const PLAYWRIGHT_DISABLED_FEATURES = [
-  'AvoidUnnecessaryBeforeUnloadCheckSync',
-  'DestroyProfileOnBrowserClose',
-  'HttpsUpgrades',
-  'HttpsFirstBalancedModeAutoEnable',
-  'LensOverlay',
-  'MediaRouter',
-  'PaintHolding',
-  'ThirdPartyStoragePartitioning',
-  'AvoidCorsURLLoaderRestartOnRedirect',
-  'TcpPortRandomizationWin',
-  'OptimizationHints',
-  'NetworkTimeServiceQuerying',
-  'AimEnabled',
-  'PreconnectToSearch',
-  'msForceBrowserSignIn',
-  'msEdgeUpdateLaunchServicesPreferredVersion',
-];
+// ---------------------------------------------------------------- config
 
-// Ours: real host addresses in ICE candidates instead of mDNS names (the
-// server could not resolve them, and resolving multicasts to 224.0.0.251).
-const OUR_DISABLED_FEATURES = ['WebRtcHideLocalIpsWithMdns'];
-
-function chromiumArgs() {
-  return [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-default-apps',
-    '--disable-renderer-backgrounding',
-    '--disable-background-timer-throttling',
-    '--disable-backgrounding-occluded-windows',
-    // Synthetic camera (a moving pattern) and microphone (a beep), no prompt.
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    // Remote audio plays without a user gesture, so it is decoded.
-    '--autoplay-policy=no-user-gesture-required',
-    `--disable-features=${[...PLAYWRIGHT_DISABLED_FEATURES, ...OUR_DISABLED_FEATURES].join(',')}`,
-    // Anything Chromium fetches by itself goes to a dead proxy; the page and
-    // the server under test are on loopback and bypass it.
-    '--proxy-server=http://127.0.0.1:9',
-    '--proxy-bypass-list=127.0.0.1;localhost;[::1]',
-  ];
-}
-
-// ---------------------------------------------------------------- helpers
-
-class CheckError extends Error {}
-class ConfigError extends Error {}
-
-function log(msg) {
-  const t = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  process.stderr.write(`[${t}s] ${redact(msg)}\n`);
-}
-
-/** Hides tokens and shortens join_request blobs in URLs that Chromium logs. */
-function redact(s) {
-  return s
-    .replace(/(access_token=)[^&\s'"]+/g, '$1<redacted>')
-    .replace(/(join_request=)([^&\s'"]{24})[^&\s'"]+/g, '$1$2…');
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Rejects with a CheckError when p does not settle within ms. */
-function withTimeout(p, ms, what) {
-  let timer;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new CheckError(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-async function readConfig() {
-  const arg = process.argv[2];
-  let text;
-  if (arg === undefined || arg === '-') {
-    if (process.stdin.isTTY) throw new ConfigError('no config: pass JSON or a file on argv, or JSON on stdin');
-    const chunks = [];
-    for await (const c of process.stdin) chunks.push(c);
-    text = Buffer.concat(chunks).toString('utf8');
-  } else if (arg.trimStart().startsWith('{')) {
-    text = arg;
-  } else {
-    text = await readFile(arg, 'utf8').catch((e) => {
-      throw new ConfigError(`reading ${arg}: ${e.message}`);
-    });
-  }
-  let cfg;
-  try {
-    cfg = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config is not JSON: ${e.message}`);
-  }
+/** Checks the config and fills in its defaults; see the comment at the top. */
+function parseConfig(cfg) {
   if (typeof cfg.url !== 'string' || !/^(wss?|https?):\/\//.test(cfg.url)) {
     throw new ConfigError('config.url must be a ws://, wss://, http:// or https:// URL');
   }
@@ -252,31 +151,11 @@ async function servePage() {
     throw new ConfigError(`${bundle} is missing: build it with "make -C web" (or node web/e2e/build.mjs)`);
   }
   const files = {
-    '/': { file: path.join(here, 'index.html'), type: 'text/html; charset=utf-8' },
-    '/dist/page.js': { file: bundle, type: 'text/javascript; charset=utf-8' },
-    '/dist/page.js.map': { file: `${bundle}.map`, type: 'application/json' },
+    '/': path.join(here, 'index.html'),
+    '/dist/page.js': bundle,
+    '/dist/page.js.map': `${bundle}.map`,
   };
-  const server = createServer((req, res) => {
-    const f = files[new URL(req.url, 'http://x').pathname];
-    if (!f) {
-      res.writeHead(404).end();
-      return;
-    }
-    let body;
-    try {
-      body = readFileSync(f.file);
-    } catch {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'Content-Type': f.type, 'Cache-Control': 'no-store' });
-    res.end(body);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return { server, origin: `http://127.0.0.1:${server.address().port}` };
+  return serveFiles((p) => files[p]);
 }
 
 // ------------------------------------------------------------------ pages
@@ -296,8 +175,7 @@ class Participant {
   }
 
   noteError(text) {
-    this.errors.push(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${redact(text).slice(0, 500)}`);
-    if (this.errors.length > 20) this.errors.shift();
+    keepError(this.errors, text, 20, 500);
   }
 
   async open(browser, origin) {
@@ -325,14 +203,7 @@ class Participant {
         if (m.type() === 'error') this.noteError(m.text());
       });
     });
-    this.page.on('pageerror', (e) => {
-      log(`${this.name} pageerror: ${e.message}`);
-      this.noteError(`uncaught: ${e.message}`);
-    });
-    this.page.on('crash', () => {
-      log(`${this.name} page crashed`);
-      this.noteError('page crashed');
-    });
+    watchErrors(this.page, this.name, (text) => this.noteError(text));
     await this.page.addInitScript((c) => {
       window.__stoaConfig = c;
     }, {
@@ -385,19 +256,10 @@ class Run {
     return Math.min(own, this.deadline);
   }
 
-  /** Polls fn until it returns {done: true}; its {detail} goes into the timeout message. */
-  async until(what, deadline, fn, intervalMs = 500) {
-    let detail = '';
-    for (;;) {
-      const r = await fn();
-      if (r.done) return r;
-      detail = r.detail ?? detail;
-      if (Date.now() >= deadline) {
-        const overall = deadline >= this.deadline ? ` (overall timeout ${this.cfg.timeoutMs} ms)` : '';
-        throw new CheckError(`timed out waiting for ${what}${overall}: ${detail}`);
-      }
-      await sleep(Math.min(intervalMs, Math.max(0, deadline - Date.now())));
-    }
+  /** Polls fn until it returns {done: true} or deadline passes; see until. */
+  until(what, deadline, fn, intervalMs = 500) {
+    const overall = deadline >= this.deadline ? ` (overall timeout ${this.cfg.timeoutMs} ms)` : '';
+    return until(`${what}${overall}`, Math.max(0, deadline - Date.now()), fn, intervalMs);
   }
 
   async step(step, browser, origin) {
@@ -658,52 +520,21 @@ async function probeCandidates(browser, origin) {
 // ------------------------------------------------------------------- main
 
 async function main() {
-  let cfg;
-  try {
-    cfg = await readConfig();
-  } catch (e) {
-    process.stderr.write(`run.mjs: ${e.message}\n`);
-    process.stdout.write(`${JSON.stringify({ ok: false, error: e.message })}\n`);
-    return 2;
-  }
-  if (!existsSync(cfg.chromium)) {
-    const msg = `${cfg.chromium} not found: install it with "apt-get install -y chromium" (or make -C web deps)`;
-    process.stderr.write(`run.mjs: ${msg}\n`);
-    process.stdout.write(`${JSON.stringify({ ok: false, error: msg })}\n`);
-    return 2;
-  }
+  const cfg = await readConfig('run.mjs', parseConfig);
+  if (!cfg) return 2;
 
   const run = new Run(cfg);
   const result = { ok: false, error: undefined, url: cfg.url, steps: [], pages: [] };
-  let browser;
+  let chrome;
   let httpServer;
-  let profileDir;
   let exitCode = 1;
-  // Last resort if something hangs in a way no await above bounds (a stuck
-  // browser close): report and exit; Playwright kills the browser on exit.
-  const watchdog = setTimeout(() => {
-    log(`watchdog: still running ${cfg.timeoutMs + 20_000} ms after start, exiting`);
-    result.error ??= 'watchdog: the run did not finish in time';
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    process.exit(1);
-  }, cfg.timeoutMs + 20_000);
-  watchdog.unref();
+  const timer = watchdog(cfg.timeoutMs + 20_000, result);
 
   try {
     const served = await servePage();
     httpServer = served.server;
     log(`serving the test page at ${served.origin}; server under test ${cfg.url}`);
-    profileDir = await mkdtemp(path.join(tmpdir(), 'stoa-e2e-'));
-    browser = await chromium.launch({
-      executablePath: cfg.chromium,
-      headless: cfg.headless,
-      args: chromiumArgs(),
-      // Playwright mutes audio in headless mode; the checks look at received audio.
-      ignoreDefaultArgs: ['--mute-audio'],
-      timeout: 30_000,
-      env: { ...process.env, HOME: profileDir, XDG_CONFIG_HOME: profileDir, XDG_CACHE_HOME: profileDir },
-    });
-    log(`launched ${cfg.chromium} ${browser.version()}`);
+    chrome = await launch({ executablePath: cfg.chromium, headless: cfg.headless, profilePrefix: 'stoa-e2e-' });
 
     for (const step of cfg.steps) {
       const t0 = Date.now();
@@ -711,7 +542,7 @@ async function main() {
       const entry = { step, ok: false };
       result.steps.push(entry);
       try {
-        entry.result = await run.step(step, browser, served.origin);
+        entry.result = await run.step(step, chrome.browser, served.origin);
         entry.ok = true;
       } finally {
         entry.ms = Date.now() - t0;
@@ -721,11 +552,7 @@ async function main() {
     result.ok = true;
     exitCode = 0;
   } catch (e) {
-    result.error = e instanceof CheckError || e instanceof ConfigError ? e.message : (e?.stack ?? String(e));
-    const recent = run.participants
-      .filter((p) => p.errors.length)
-      .map((p) => `${p.name}: ${p.errors.slice(-3).join(' | ')}`);
-    if (recent.length) result.error += `\n  recent page errors: ${recent.join('\n  ')}`;
+    result.error = failureText(e, run.participants);
     exitCode = e instanceof ConfigError ? 2 : 1;
     log(`FAILED: ${result.error}`);
   } finally {
@@ -737,13 +564,12 @@ async function main() {
       result.pages.push({ name: p.name, singlePC: p.single, errors: p.errors, state: p.lastState, stats: p.lastStats });
     }
     result.preflight = run.preflight;
-    if (browser) await withTimeout(browser.close(), 10_000, 'browser.close').catch((e) => log(`closing the browser: ${e.message}`));
-    if (httpServer) httpServer.close();
-    if (profileDir) await rm(profileDir, { recursive: true, force: true }).catch(() => {});
+    await chrome?.close();
+    httpServer?.close();
     result.durationMs = Date.now() - started;
-    clearTimeout(watchdog);
+    clearTimeout(timer);
   }
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  printReport(result);
   if (!result.ok) process.stderr.write(`run.mjs: FAILED: ${result.error}\n`);
   return exitCode;
 }
