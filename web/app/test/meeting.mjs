@@ -42,105 +42,16 @@
 // Exit status 0 when every check passed, 1 when one failed, 2 for a bad
 // config. The browser is always closed.
 
-import { chromium } from 'playwright-core';
-import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { CheckError, ConfigError, failureText, printReport, readConfig, watchdog } from '../../internal/nodetest/browser.mjs';
+import { launch, watchErrors } from '../../internal/nodetest/browser.mjs';
+import { log, sleep, started, until } from '../../internal/nodetest/browser.mjs';
 
-const started = Date.now();
+// ------------------------------------------------------------------- config
 
-// Playwright 1.65's own --disable-features list (chromiumSwitches.ts), as in
-// web/e2e/run.mjs: Chromium honours only the last --disable-features flag.
-const PLAYWRIGHT_DISABLED_FEATURES = [
-  'AvoidUnnecessaryBeforeUnloadCheckSync',
-  'DestroyProfileOnBrowserClose',
-  'HttpsUpgrades',
-  'HttpsFirstBalancedModeAutoEnable',
-  'LensOverlay',
-  'MediaRouter',
-  'PaintHolding',
-  'ThirdPartyStoragePartitioning',
-  'AvoidCorsURLLoaderRestartOnRedirect',
-  'TcpPortRandomizationWin',
-  'OptimizationHints',
-  'NetworkTimeServiceQuerying',
-  'AimEnabled',
-  'PreconnectToSearch',
-  'msForceBrowserSignIn',
-  'msEdgeUpdateLaunchServicesPreferredVersion',
-];
-
-function chromiumArgs() {
-  return [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-default-apps',
-    '--disable-renderer-backgrounding',
-    '--disable-background-timer-throttling',
-    '--disable-backgrounding-occluded-windows',
-    // Fake camera (a moving pattern) and microphone (a beep), no prompt.
-    // With the fake UI, getDisplayMedia returns a fake 1280x720 "screen"
-    // (no picker); the page calls it from a key press, a user gesture.
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    '--autoplay-policy=no-user-gesture-required',
-    // Real host addresses in ICE candidates instead of mDNS names.
-    `--disable-features=${[...PLAYWRIGHT_DISABLED_FEATURES, 'WebRtcHideLocalIpsWithMdns'].join(',')}`,
-    // Anything Chromium fetches by itself goes to a dead proxy.
-    '--proxy-server=http://127.0.0.1:9',
-    '--proxy-bypass-list=127.0.0.1;localhost;[::1]',
-  ];
-}
-
-// ------------------------------------------------------------------ helpers
-
-class CheckError extends Error {}
-class ConfigError extends Error {}
-
-function log(msg) {
-  const t = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  process.stderr.write(`[${t}s] ${msg.replace(/(access_token=)[^&\s'"]+/g, '$1<redacted>').replace(/(#key=)[^\s'"]+/g, '$1<redacted>')}\n`);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls fn (async, returns {done, detail}) every intervalMs until done or ms pass. */
-async function until(what, ms, fn, intervalMs = 250) {
-  const deadline = Date.now() + ms;
-  let detail = '';
-  for (;;) {
-    const r = await fn();
-    if (r.done) return r;
-    detail = r.detail ?? detail;
-    if (Date.now() >= deadline) throw new CheckError(`timed out after ${ms} ms waiting for ${what}: ${detail}`);
-    await sleep(intervalMs);
-  }
-}
-
-async function readConfig() {
-  const arg = process.argv[2];
-  let text;
-  if (arg === undefined || arg === '-') {
-    const chunks = [];
-    for await (const c of process.stdin) chunks.push(c);
-    text = Buffer.concat(chunks).toString('utf8');
-  } else if (arg.trimStart().startsWith('{')) {
-    text = arg;
-  } else {
-    text = await readFile(arg, 'utf8');
-  }
-  let cfg;
-  try {
-    cfg = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config is not JSON: ${e.message}`);
-  }
+/** Checks the config and fills in its defaults; see the comment at the top. */
+function parseConfig(cfg) {
   const need = {
     meeting: ['main'],
     e2ee: ['e2ee', 'e2eeNoKey'],
@@ -248,10 +159,7 @@ class Guest {
         if (m.type() === 'error') this.errors.push(m.text().slice(0, 300));
       }
     });
-    this.page.on('pageerror', (e) => {
-      log(`${this.name} pageerror: ${e.message}`);
-      this.errors.push(`uncaught: ${e.message}`);
-    });
+    watchErrors(this.page, this.name, (text) => this.errors.push(text));
     await this.page.addInitScript(initScript);
     if (deny) {
       // The fake UI grants every request; refuse them as a user would.
@@ -845,64 +753,37 @@ class Run {
 }
 
 async function main() {
-  let cfg;
-  try {
-    cfg = await readConfig();
-  } catch (e) {
-    process.stdout.write(`${JSON.stringify({ ok: false, error: e.message })}\n`);
-    process.stderr.write(`meeting.mjs: ${e.message}\n`);
-    return 2;
-  }
-  if (!existsSync(cfg.chromium)) {
-    const msg = `${cfg.chromium} not found: apt-get install -y chromium (or make -C web deps)`;
-    process.stdout.write(`${JSON.stringify({ ok: false, error: msg })}\n`);
-    return 2;
-  }
+  const cfg = await readConfig('meeting.mjs', parseConfig);
+  if (!cfg) return 2;
   const run = new Run(cfg);
   const { report } = run;
-  const watchdog = setTimeout(() => {
-    report.error ??= `watchdog: the run took longer than ${cfg.timeoutMs} ms`;
-    process.stdout.write(`${JSON.stringify(report)}\n`);
-    process.exit(1);
-  }, cfg.timeoutMs);
-  watchdog.unref();
+  const timer = watchdog(cfg.timeoutMs, report);
 
-  let profile;
+  let chrome;
   let code = 1;
   try {
     if (cfg.artifacts) await mkdir(cfg.artifacts, { recursive: true });
-    profile = await mkdtemp(path.join(tmpdir(), 'stoa-meeting-'));
-    run.browser = await chromium.launch({
-      executablePath: cfg.chromium,
-      headless: true,
-      args: chromiumArgs(),
-      // Playwright mutes audio in headless mode; the checks decode it.
-      ignoreDefaultArgs: ['--mute-audio'],
-      timeout: 30_000,
-      env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile },
-    });
-    log(`launched ${cfg.chromium} ${run.browser.version()}; scenario ${cfg.scenario}`);
+    chrome = await launch({ executablePath: cfg.chromium, profilePrefix: 'stoa-meeting-' });
+    run.browser = chrome.browser;
+    log(`scenario ${cfg.scenario}`);
     await scenarios[cfg.scenario](run);
     const errors = run.guests.flatMap((g) => g.errors.filter((e) => !/Failed to load resource/.test(e)).map((e) => `${g.name}: ${e}`));
     report.pageErrors = errors;
     report.ok = true;
     code = 0;
   } catch (e) {
-    report.error = e instanceof CheckError ? e.message : (e?.stack ?? String(e));
-    const recent = run.guests.filter((g) => g.errors.length).map((g) => `${g.name}: ${g.errors.slice(-3).join(' | ')}`);
-    if (recent.length) report.error += `\n  recent page errors:\n  ${recent.join('\n  ')}`;
+    report.error = failureText(e, run.guests);
     for (const g of run.guests) {
       if (g.page && !g.page.isClosed()) await g.shot(`failed-${g.name}.png`).catch(() => {});
     }
     log(`FAILED: ${report.error}`);
   } finally {
     for (const g of run.guests) await g.close();
-    if (run.browser) await Promise.race([run.browser.close(), sleep(10_000)]).catch(() => {});
-    if (profile) await rm(profile, { recursive: true, force: true }).catch(() => {});
+    await chrome?.close();
     report.durationMs = Date.now() - started;
-    clearTimeout(watchdog);
+    clearTimeout(timer);
   }
-  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  printReport(report);
   return code;
 }
 
