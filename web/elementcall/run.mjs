@@ -46,69 +46,21 @@
 // failed or timed out, 2 for a bad config or a missing file. The browser is
 // always closed.
 
-import { chromium } from 'playwright-core';
-import { createServer } from 'node:http';
-import { readFile, mkdtemp, rm, stat } from 'node:fs/promises';
-import { existsSync, createReadStream } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CheckError, ConfigError, failureText, printReport, readConfig, watchdog } from '../internal/nodetest/browser.mjs';
+import { keepError, launch, serveFiles, watchErrors } from '../internal/nodetest/browser.mjs';
+import { log, redact, secs, sleep, started, withTimeout } from '../internal/nodetest/browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const modules = path.join(here, '..', 'node_modules');
 const ecDist = path.join(modules, '@element-hq', 'element-call-embedded', 'dist');
 const widgetApiBundle = path.join(modules, 'matrix-widget-api', 'dist', 'api.js');
-const started = Date.now();
 
 const EC_PATH = '/ec/index.html';
 const EC_FRAME = 'iframe[title="Element Call"]';
-
-// Playwright 1.65's own --disable-features list; Chromium honours only the
-// last --disable-features flag (see web/e2e/run.mjs).
-const PLAYWRIGHT_DISABLED_FEATURES = [
-  'AvoidUnnecessaryBeforeUnloadCheckSync',
-  'DestroyProfileOnBrowserClose',
-  'HttpsUpgrades',
-  'HttpsFirstBalancedModeAutoEnable',
-  'LensOverlay',
-  'MediaRouter',
-  'PaintHolding',
-  'ThirdPartyStoragePartitioning',
-  'AvoidCorsURLLoaderRestartOnRedirect',
-  'TcpPortRandomizationWin',
-  'OptimizationHints',
-  'NetworkTimeServiceQuerying',
-  'AimEnabled',
-  'PreconnectToSearch',
-  'msForceBrowserSignIn',
-  'msEdgeUpdateLaunchServicesPreferredVersion',
-];
-
-// The flags of web/e2e/run.mjs (TESTENV.md): loopback only, real host
-// addresses in ICE candidates, fake camera and microphone, audio that plays
-// without a gesture.
-function chromiumArgs() {
-  return [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-default-apps',
-    '--disable-renderer-backgrounding',
-    '--disable-background-timer-throttling',
-    '--disable-backgrounding-occluded-windows',
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    '--autoplay-policy=no-user-gesture-required',
-    `--disable-features=${[...PLAYWRIGHT_DISABLED_FEATURES, 'WebRtcHideLocalIpsWithMdns'].join(',')}`,
-    '--proxy-server=http://127.0.0.1:9',
-    '--proxy-bypass-list=127.0.0.1;localhost;[::1]',
-  ];
-}
 
 // Bounds of the single steps; all are also cut by the run's timeoutMs.
 const LOBBY_TIMEOUT_MS = 45_000; // Element Call's bundle, wasm and widget handshake
@@ -116,58 +68,10 @@ const JOIN_TIMEOUT_MS = 30_000; // from the click to io.element.join
 const HANGUP_TIMEOUT_MS = 15_000;
 const POLL_MS = 1000;
 
-// ---------------------------------------------------------------- helpers
+// ----------------------------------------------------------------- config
 
-class CheckError extends Error {}
-class ConfigError extends Error {}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const secs = () => ((Date.now() - started) / 1000).toFixed(1);
-
-function log(msg) {
-  process.stderr.write(`[${secs().padStart(5)}s] ${redact(msg)}\n`);
-}
-
-/** Hides tokens in URLs and bodies that pages log. */
-function redact(s) {
-  return String(s)
-    .replace(/(access_token=)[^&\s'"]+/g, '$1<redacted>')
-    .replace(/("access_token"\s*:\s*")[^"]+/g, '$1<redacted>')
-    .replace(/(join_request=)([^&\s'"]{16})[^&\s'"]+/g, '$1$2…')
-    .replace(/(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g, '$1…<jwt>');
-}
-
-function withTimeout(p, ms, what) {
-  let timer;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new CheckError(`${what}: nothing within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-async function readConfig() {
-  const arg = process.argv[2];
-  let text;
-  if (arg === undefined || arg === '-') {
-    if (process.stdin.isTTY) throw new ConfigError('no config: pass JSON or a file on argv, or JSON on stdin');
-    const chunks = [];
-    for await (const c of process.stdin) chunks.push(c);
-    text = Buffer.concat(chunks).toString('utf8');
-  } else if (arg.trimStart().startsWith('{')) {
-    text = arg;
-  } else {
-    text = await readFile(arg, 'utf8').catch((e) => {
-      throw new ConfigError(`reading ${arg}: ${e.message}`);
-    });
-  }
-  let cfg;
-  try {
-    cfg = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config is not JSON: ${e.message}`);
-  }
+/** Checks the config and fills in its defaults; see the comment at the top. */
+function parseConfig(cfg) {
   for (const k of ['homeserverUrl', 'transportsUrl']) {
     if (typeof cfg[k] !== 'string' || !/^https?:\/\//.test(cfg[k])) throw new ConfigError(`config.${k} must be an http(s) URL`);
   }
@@ -191,29 +95,11 @@ async function readConfig() {
   };
 }
 
-const TYPES = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.map': 'application/json',
-  '.wasm': 'application/wasm',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.woff2': 'font/woff2',
-  '.woff': 'font/woff',
-  '.ogg': 'audio/ogg',
-  '.mp3': 'audio/mpeg',
-  '.tflite': 'application/octet-stream',
-  '.binarypb': 'application/octet-stream',
-};
-
 /**
  * Serves the host page, the widget API bundle and Element Call's build on
  * 127.0.0.1, and records what was asked for and not found.
  */
-async function serveFiles() {
+async function serveHost() {
   for (const f of [path.join(ecDist, 'index.html'), widgetApiBundle]) {
     if (!existsSync(f)) throw new ConfigError(`${f} is missing: run "cd web && npm ci"`);
   }
@@ -223,42 +109,13 @@ async function serveFiles() {
     '/host.js': path.join(here, 'host.js'),
     '/widget-api.js': widgetApiBundle,
   };
-  const missing = [];
-  const server = createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://x');
-    if (url.pathname === '/favicon.ico') {
-      res.writeHead(204).end();
-      return;
-    }
-    let file = fixed[url.pathname];
-    if (!file && url.pathname.startsWith('/ec/')) {
-      const rel = path.normalize(decodeURIComponent(url.pathname.slice('/ec/'.length)));
-      const abs = path.join(ecDist, rel);
-      if (abs.startsWith(ecDist + path.sep)) file = abs;
-    }
-    const st = file ? await stat(file).catch(() => undefined) : undefined;
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405).end();
-      return;
-    }
-    if (!st?.isFile()) {
-      missing.push(url.pathname);
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
-      return;
-    }
-    res.writeHead(200, {
-      'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream',
-      'Content-Length': st.size,
-      'Cache-Control': 'no-store',
-    });
-    if (req.method === 'HEAD') res.end();
-    else createReadStream(file).pipe(res);
+  return serveFiles((pathname) => {
+    if (fixed[pathname]) return fixed[pathname];
+    if (!pathname.startsWith('/ec/')) return undefined;
+    // Only files below ecDist, whatever the path says.
+    const abs = path.join(ecDist, path.normalize(decodeURIComponent(pathname.slice('/ec/'.length))));
+    return abs.startsWith(ecDist + path.sep) ? abs : undefined;
   });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return { server, origin: `http://127.0.0.1:${server.address().port}`, missing };
 }
 
 /** The payload of a JWT, without checking it; undefined if it is none. */
@@ -292,8 +149,7 @@ class User {
   }
 
   noteError(text) {
-    this.errors.push(`[${secs()}s] ${redact(text).slice(0, 400)}`);
-    if (this.errors.length > 30) this.errors.shift();
+    keepError(this.errors, text, 30, 400);
   }
 
   async open(browser, origin) {
@@ -398,11 +254,7 @@ class User {
       if (++this.consoleLines > 400) return;
       log(`${this.name} ${fromHost ? '' : `console.${type}: `}${text.slice(0, 600)}`);
     });
-    this.page.on('pageerror', (e) => {
-      log(`${this.name} pageerror: ${e.message}`);
-      this.noteError(`uncaught: ${e.message}`);
-    });
-    this.page.on('crash', () => this.noteError('page crashed'));
+    watchErrors(this.page, this.name, (text) => this.noteError(text));
   }
 
   ecFrame() {
@@ -665,29 +517,15 @@ class Run {
 // ------------------------------------------------------------------ main
 
 async function main() {
-  let cfg;
-  try {
-    cfg = await readConfig();
-    if (!existsSync(cfg.chromium)) throw new ConfigError(`${cfg.chromium} not found: apt-get install -y chromium`);
-  } catch (e) {
-    process.stderr.write(`elementcall/run.mjs: ${e.message}\n`);
-    process.stdout.write(`${JSON.stringify({ ok: false, error: e.message })}\n`);
-    return 2;
-  }
+  const cfg = await readConfig('elementcall/run.mjs', parseConfig);
+  if (!cfg) return 2;
 
   const run = new Run(cfg);
   const result = { ok: false, error: undefined, steps: [], pages: [] };
-  let browser;
+  let chrome;
   let files;
-  let profileDir;
   let exitCode = 1;
-  const watchdog = setTimeout(() => {
-    log('watchdog: the run did not finish in time, exiting');
-    result.error ??= 'watchdog: the run did not finish in time';
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    process.exit(1);
-  }, cfg.timeoutMs + 30_000);
-  watchdog.unref();
+  const timer = watchdog(cfg.timeoutMs + 30_000, result);
 
   const step = async (name, fn) => {
     const t0 = Date.now();
@@ -703,19 +541,10 @@ async function main() {
   };
 
   try {
-    files = await serveFiles();
+    files = await serveHost();
     log(`serving the widget host and Element Call at ${files.origin}`);
-    profileDir = await mkdtemp(path.join(tmpdir(), 'stoa-ec-'));
-    browser = await chromium.launch({
-      executablePath: cfg.chromium,
-      headless: cfg.headless,
-      args: chromiumArgs(),
-      ignoreDefaultArgs: ['--mute-audio'],
-      timeout: 30_000,
-      env: { ...process.env, HOME: profileDir, XDG_CONFIG_HOME: profileDir, XDG_CACHE_HOME: profileDir },
-    });
-    log(`launched ${cfg.chromium} ${browser.version()}`);
-    await step('join', () => run.join(browser, files.origin));
+    chrome = await launch({ executablePath: cfg.chromium, headless: cfg.headless, profilePrefix: 'stoa-ec-' });
+    await step('join', () => run.join(chrome.browser, files.origin));
     await step('media', () => run.media());
     if (cfg.holdMs > 0) {
       await step('hold', async () => {
@@ -727,9 +556,7 @@ async function main() {
     result.ok = true;
     exitCode = 0;
   } catch (e) {
-    result.error = e instanceof CheckError || e instanceof ConfigError ? e.message : (e?.stack ?? String(e));
-    const recent = run.users.filter((u) => u.errors.length).map((u) => `${u.name}: ${u.errors.slice(-4).join(' | ')}`);
-    if (recent.length) result.error += `\n  recent page errors:\n  ${recent.join('\n  ')}`;
+    result.error = failureText(e, run.users, 4);
     exitCode = e instanceof ConfigError ? 2 : 1;
     log(`FAILED: ${result.error}`);
   } finally {
@@ -750,13 +577,12 @@ async function main() {
       await withTimeout(u.page.evaluate(() => window.ecHost?.stop()), 2000, 'host stop').catch(() => {});
     }
     result.missingFiles = files?.missing;
-    if (browser) await withTimeout(browser.close(), 10_000, 'browser.close').catch((e) => log(`closing the browser: ${e.message}`));
+    await chrome?.close();
     files?.server.close();
-    if (profileDir) await rm(profileDir, { recursive: true, force: true }).catch(() => {});
     result.durationMs = Date.now() - started;
-    clearTimeout(watchdog);
+    clearTimeout(timer);
   }
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  printReport(result);
   if (!result.ok) process.stderr.write(`elementcall/run.mjs: FAILED: ${result.error}\n`);
   return exitCode;
 }
