@@ -7,6 +7,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -93,41 +94,79 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 	return nil
 }
 
-// registerInterceptors installs pion's receive-side RTP/RTCP machinery:
-// NACK generation toward publishers, receiver reports, and transport-wide
-// congestion control feedback to publishers (without it Chrome's estimate
-// stays low and it never sends its top simulcast layer; PROTOCOL.md §5.3).
+// registerFeedback negotiates what the receive interceptors need: NACK
+// and PLI feedback for video, and the transport-wide sequence number
+// extension (without transport-cc feedback Chrome's estimate stays low and
+// it never sends its top simulcast layer; PROTOCOL.md §5.3).
+func registerFeedback(me *webrtc.MediaEngine) error {
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receiveInterceptors fills ir with pion's receive-side RTP/RTCP machinery
+// for one publishing connection: NACK generation toward the publisher,
+// receiver reports and transport-cc feedback. Their RTCP goes out only
+// while pionRTCP says so: once the connection's own receive path
+// (srtpin.go) runs, it generates all three itself and pion's stay quiet.
 //
 // Nothing is installed on the send side: every interceptor there runs for
 // every packet to every subscriber. DownTrack answers NACKs itself from one
-// history per published layer (pion's responder keeps a copy of every
-// packet per subscriber) and writes its own sender reports. pion's stats
-// interceptor is left out for the same reason.
-func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
+// history per published layer and writes its own sender reports. pion's
+// stats interceptor is left out for the same reason.
+func receiveInterceptors(ir *interceptor.Registry, pionRTCP func() bool) error {
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return err
 	}
-	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
-	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	ir.Add(gen)
-
 	rr, err := report.NewReceiverInterceptor()
 	if err != nil {
-		return err
-	}
-	ir.Add(rr)
-
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
-		return err
-	}
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		return err
 	}
 	tw, err := twcc.NewSenderInterceptor()
 	if err != nil {
 		return err
 	}
-	ir.Add(tw)
+	for _, f := range []interceptor.Factory{gen, rr, tw} {
+		ir.Add(gatedFactory{f: f, open: pionRTCP})
+	}
 	return nil
+}
+
+// gatedFactory makes receive interceptors whose own RTCP goes out only
+// while open says so.
+type gatedFactory struct {
+	f    interceptor.Factory
+	open func() bool
+}
+
+func (g gatedFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
+	i, err := g.f.NewInterceptor(id)
+	if err != nil {
+		return nil, err
+	}
+	return &gated{Interceptor: i, open: g.open}, nil
+}
+
+type gated struct {
+	interceptor.Interceptor
+	open func() bool
+}
+
+// BindRTCPWriter gives the interceptor a writer that drops its RTCP while
+// closed, and passes everyone else's RTCP on untouched (the receive
+// interceptors only add RTCP of their own).
+func (g *gated) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
+	g.Interceptor.BindRTCPWriter(interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, a interceptor.Attributes) (int, error) {
+		if !g.open() {
+			return 0, nil
+		}
+		return w.Write(pkts, a)
+	}))
+	return w
 }

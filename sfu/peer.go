@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -47,6 +48,9 @@ type PeerConfig struct {
 // answers, candidates and track changes never interleave.
 type Peer struct {
 	out atomic.Pointer[srtpOut] // the own write path, once DTLS is up; nil: pion's
+	in  atomic.Pointer[srtpIn]  // the own receive path of a publishing connection
+
+	sfu *SFU
 
 	pc      *webrtc.PeerConnection
 	batch   *udpbatch.Conn // the SFU's UDP socket, for fan-out batching
@@ -60,10 +64,12 @@ type Peer struct {
 	mu     sync.Mutex // guards the following fields
 	queue  []func()
 	closed bool
+	layers []*upLayer // waiting for the own receive path
 
 	candidates atomic.Int32 // remote candidates accepted so far
 
 	// Owned by the loop goroutine.
+	inAddr           *netip.AddrPort // where the receive path is filed with the SFU
 	remoteCandidates []webrtc.ICECandidateInit
 	askedOffer       bool                        // OnNeedOffer was called and no offer came since
 	free             map[webrtc.RTPCodecType]int // unused receive-only sections of the last offer
@@ -89,13 +95,20 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	se := s.se
 	se.SetDTLSKeyLogWriter(secrets)
 	se.SetDTLSServerHelloMessageHook(secrets.serverHello)
-	ir := s.ir
-	if cfg.ServerOffers {
-		// A connection that only sends (LiveKit's subscriber
-		// PeerConnection) needs none of the receive interceptors, and each
-		// of them runs a ticker per connection (NACK and TWCC every 100 ms,
-		// reports every second) that wakes the process for nothing.
-		ir = &interceptor.Registry{}
+	// A connection that only sends (LiveKit's subscriber PeerConnection)
+	// needs none of the receive interceptors, and each of them runs a
+	// ticker per connection (NACK and TWCC every 100 ms, reports every
+	// second) that wakes the process for nothing.
+	ir := &interceptor.Registry{}
+	p := &Peer{}
+	if !cfg.ServerOffers {
+		err := receiveInterceptors(ir, func() bool {
+			in := p.in.Load()
+			return in == nil || !in.active.Load()
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(s.me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
@@ -105,7 +118,8 @@ func (s *SFU) NewPeer(cfg PeerConfig) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
 	}
-	p := &Peer{
+	*p = Peer{
+		sfu:        s,
 		pc:         pc,
 		batch:      s.udpConn,
 		secrets:    secrets,
@@ -162,21 +176,82 @@ func (p *Peer) startOwnPath() {
 	}
 	secrets := p.secrets
 	p.secrets = nil // one attempt: a connection keeps one path
-	ctx, err := secrets.localContext()
+	local, remote, err := secrets.contexts()
 	if err != nil {
 		p.log.Debug("media path", "own", false, "reason", err)
 		return
 	}
-	o := &srtpOut{conn: p.batch, ctx: ctx}
+	o := &srtpOut{conn: p.batch, ctx: local}
+	var in *srtpIn
+	if !p.cfg.ServerOffers {
+		if in, err = newSRTPIn(p, remote); err != nil {
+			p.log.Debug("receive path", "own", false, "reason", err)
+			in = nil
+		}
+	}
+	var addr netip.AddrPort // where in is filed with the SFU
+	follow := func(pair *webrtc.ICECandidatePair) {
+		o.setPair(pair, p.tcps)
+		if in == nil {
+			return
+		}
+		next := netip.AddrPort{}
+		if a := o.udp.Load(); a != nil {
+			next = *a
+		}
+		p.sfu.setReceiver(addr, next, p)
+		addr = next
+		in.active.Store(next.IsValid())
+	}
 	ice := p.pc.SCTP().Transport().ICETransport()
-	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) { o.setPair(pair, p.tcps) })
+	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) { p.enqueue(func() { follow(pair) }) })
 	pair, err := ice.GetSelectedCandidatePair()
 	if err != nil {
 		p.log.Debug("no selected candidate pair", "err", err)
 	}
-	o.setPair(pair, p.tcps)
 	p.out.Store(o)
-	p.log.Debug("media path", "own", true, "udp", o.udp.Load() != nil, "tcp", o.tcp.Load() != nil)
+	if in != nil {
+		p.mu.Lock()
+		p.in.Store(in)
+		layers := p.layers
+		p.layers = nil
+		p.mu.Unlock()
+		for _, l := range layers {
+			in.add(l)
+		}
+		p.inAddr = &addr
+	}
+	follow(pair)
+	p.log.Debug("media path", "own", true, "udp", o.udp.Load() != nil, "tcp", o.tcp.Load() != nil, "receive", in != nil)
+}
+
+// addLayer puts a layer this connection receives on its own receive path,
+// now or once the path exists.
+func (p *Peer) addLayer(l *upLayer) {
+	p.mu.Lock()
+	in := p.in.Load()
+	if in == nil {
+		p.layers = append(p.layers, l)
+	}
+	p.mu.Unlock()
+	if in != nil {
+		in.add(l)
+	}
+}
+
+// removeLayer takes a layer that ended off the receive path.
+func (p *Peer) removeLayer(l *upLayer) {
+	if in := p.in.Load(); in != nil {
+		in.remove(uint32(l.remote.SSRC()))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.layers {
+		if x == l {
+			p.layers = append(p.layers[:i], p.layers[i+1:]...)
+			break
+		}
+	}
 }
 
 // PeerConnection exposes the underlying connection for reading state and
@@ -527,6 +602,13 @@ func (p *Peer) CreateDataChannel(label string, init *webrtc.DataChannelInit) (*w
 func (p *Peer) Close() error {
 	var closeErr error
 	err := p.call(func() error {
+		if in := p.in.Load(); in != nil {
+			in.close()
+			p.log.Debug("receive path closed", "packets", in.packets.Load())
+			if p.inAddr != nil {
+				p.sfu.setReceiver(*p.inAddr, netip.AddrPort{}, p)
+			}
+		}
 		closeErr = p.pc.Close()
 		for d := range p.senders {
 			d.detach()

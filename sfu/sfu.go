@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/stoa-rtc/stoa/sfu/internal/udpbatch"
@@ -29,8 +28,10 @@ type SFU struct {
 	// What each Peer's own API is built from (see NewPeer).
 	se       webrtc.SettingEngine
 	me       *webrtc.MediaEngine
-	ir       *interceptor.Registry
 	tcpConns tcpConns
+
+	rmu       sync.RWMutex             // guards the following fields
+	receivers map[netip.AddrPort]*Peer // publishers on the own receive path, by address
 }
 
 // New binds the ICE UDP (and, unless disabled, TCP) ports and prepares the
@@ -102,12 +103,12 @@ func New(cfg Config) (*SFU, error) {
 		s.Close()
 		return nil, err
 	}
-	ir := &interceptor.Registry{}
-	if err := registerInterceptors(me, ir); err != nil {
+	if err := registerFeedback(me); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.se, s.me, s.ir = se, me, ir
+	s.se, s.me = se, me
+	udpConn.SetReceiver(s.receive)
 	log.Info("media plane listening", "udp", udpConn.LocalAddr().String(), "tcp", s.TCPAddr())
 	return s, nil
 }

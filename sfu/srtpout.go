@@ -118,24 +118,30 @@ func (k *dtlsSecrets) ExportKeyingMaterial(label string, context []byte, length 
 	return prf.PHash(k.masterSecret, seed, length, h)
 }
 
-// localContext returns an SRTP context for what the SFU sends, and forgets
-// the master secret.
-func (k *dtlsSecrets) localContext() (*srtp.Context, error) {
+// contexts returns the SRTP contexts for what the SFU sends and for what
+// it receives, and forgets the master secret.
+func (k *dtlsSecrets) contexts() (local, remote *srtp.Context, err error) {
 	k.mu.Lock()
 	profile := k.profile
 	k.mu.Unlock()
 	if profile == 0 {
-		return nil, errNoSecrets
+		return nil, nil, errNoSecrets
 	}
 	cfg := srtp.Config{Profile: profile}
 	if err := cfg.ExtractSessionKeysFromDTLS(k, false); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	k.mu.Lock()
 	clear(k.masterSecret)
 	k.masterSecret = nil
 	k.mu.Unlock()
-	return srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	if local, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile); err != nil {
+		return nil, nil, err
+	}
+	if remote, err = remoteContext(&cfg); err != nil {
+		return nil, nil, err
+	}
+	return local, remote, nil
 }
 
 // srtpOut is a Peer's own RTP write path: its SRTP context and where the

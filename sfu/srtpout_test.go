@@ -235,7 +235,7 @@ func TestDTLSSecretsExport(t *testing.T) {
 			if secrets.profile != srtp.ProtectionProfile(tc.profile) {
 				t.Fatalf("profile %v, want %v", secrets.profile, tc.profile)
 			}
-			if _, err := secrets.localContext(); err != nil {
+			if _, _, err := secrets.contexts(); err != nil {
 				t.Fatal(err)
 			}
 			if secrets.masterSecret != nil {
@@ -255,7 +255,7 @@ func TestKeyLogJunkIgnored(t *testing.T) {
 	if k.masterSecret != nil {
 		t.Fatal("junk taken as a secret")
 	}
-	if _, err := k.localContext(); err == nil {
+	if _, _, err := k.contexts(); err == nil {
 		t.Fatal("a context without secrets")
 	}
 }

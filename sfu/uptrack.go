@@ -68,6 +68,8 @@ type upLayer struct {
 	rtcp                RTCPWriter
 	batch               *udpbatch.Conn // nil: write to each subscriber at once
 	hist                *history       // for subscribers' NACKs
+	malformed           atomic.Uint64
+	peer                *Peer // the publisher's connection, when it is a Peer
 }
 
 // NewUpTrack makes an UpTrack named id (a LiveKit TR_ sid) for media
@@ -118,6 +120,7 @@ func (u *UpTrack) AddLayer(index int, remote *webrtc.TrackRemote, w RTCPWriter) 
 	l := &upLayer{up: u, index: int32(index), remote: remote, rtcp: w, hist: newHistory(size)}
 	if p, ok := w.(*Peer); ok {
 		l.batch = p.batch
+		l.peer = p
 	}
 	u.mu.Lock()
 	if u.closed {
@@ -132,6 +135,9 @@ func (u *UpTrack) AddLayer(index int, remote *webrtc.TrackRemote, w RTCPWriter) 
 	u.wg.Add(1)
 	u.mu.Unlock()
 	go l.readLoop()
+	if l.peer != nil {
+		l.peer.addLayer(l)
+	}
 	// Subscribers may have asked for this layer before it existed.
 	l.requestKeyframe()
 	return nil
@@ -242,10 +248,11 @@ func (l *upLayer) requestKeyframe() {
 func (l *upLayer) readLoop() {
 	u := l.up
 	defer u.wg.Done()
+	if l.peer != nil {
+		defer l.peer.removeLayer(l)
+	}
 	buf := make([]byte, receiveMTU)
 	var h rtp.Header
-	video := u.kind == webrtc.RTPCodecTypeVideo
-	var malformed uint64
 	for {
 		n, _, err := l.remote.Read(buf)
 		if err != nil {
@@ -254,26 +261,35 @@ func (l *upLayer) readLoop() {
 			}
 			return
 		}
-		payload, err := parseRTP(buf[:n], &h)
-		if err != nil {
-			malformed++
-			if malformed%100 == 1 {
-				u.log.Debug("dropping malformed RTP", "layer", l.index, "count", malformed, "err", err)
-			}
-			continue
-		}
-		l.hist.add(h.SequenceNumber, buf[:n])
-		if id := u.levelID.Load(); id != 0 {
-			if ext := h.GetExtension(uint8(id)); len(ext) > 0 {
-				u.level.observe(ext[0] & 0x7f)
-			}
-		}
-		// Audio can be switched to at any packet; video only at a keyframe.
-		switchable := !video || (len(payload) > 0 && rtpx.IsKeyframe(u.ckind, payload))
-		arrival := time.Now().UnixNano()
-		u.lastPacket[l.index].Store(arrival)
-		l.writePart(*u.downs.Load(), &h, payload, switchable, arrival)
+		l.forward(buf[:n], &h)
 	}
+}
+
+// forward sends one received packet to the layer's subscribers: pkt is the
+// whole RTP packet, parsed into h (the caller's; reused per packet). Called
+// by the read loop and, for a connection on the own receive path, by the
+// socket's reader; both may run at once for one layer (RTX repairs come
+// through pion). pkt is only read, and not kept.
+func (l *upLayer) forward(pkt []byte, h *rtp.Header) {
+	u := l.up
+	payload, err := parseRTP(pkt, h)
+	if err != nil {
+		if n := l.malformed.Add(1); n%100 == 1 {
+			u.log.Debug("dropping malformed RTP", "layer", l.index, "count", n, "err", err)
+		}
+		return
+	}
+	l.hist.add(h.SequenceNumber, pkt)
+	if id := u.levelID.Load(); id != 0 {
+		if ext := h.GetExtension(uint8(id)); len(ext) > 0 {
+			u.level.observe(ext[0] & 0x7f)
+		}
+	}
+	// Audio can be switched to at any packet; video only at a keyframe.
+	switchable := u.kind != webrtc.RTPCodecTypeVideo || (len(payload) > 0 && rtpx.IsKeyframe(u.ckind, payload))
+	arrival := time.Now().UnixNano()
+	u.lastPacket[l.index].Store(arrival)
+	l.writePart(*u.downs.Load(), h, payload, switchable, arrival)
 }
 
 // writePart writes one packet to downs, gathering the writes into one

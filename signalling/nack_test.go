@@ -91,16 +91,34 @@ func (l *lossy) state() (dropped []uint16, rtx int) {
 type pathLog struct {
 	mu        sync.Mutex
 	own, pion int
+	receive   int    // connections on the own receive path
+	received  uint64 // packets it forwarded, counted at close
 }
 
 func (h *pathLog) Enabled(context.Context, slog.Level) bool { return true }
 func (h *pathLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
 func (h *pathLog) WithGroup(string) slog.Handler            { return h }
 func (h *pathLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "receive path closed" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "packets" {
+				h.mu.Lock()
+				h.received += a.Value.Uint64()
+				h.mu.Unlock()
+			}
+			return true
+		})
+		return nil
+	}
 	if r.Message != "media path" {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "receive" && a.Value.Bool() {
+			h.mu.Lock()
+			h.receive++
+			h.mu.Unlock()
+		}
 		if a.Key == "own" {
 			h.mu.Lock()
 			if a.Value.Bool() {
@@ -133,6 +151,26 @@ func TestNACKRepairedOnRTX(t *testing.T) {
 	paths := &pathLog{}
 	srv := startServer(t, func(c *signalling.Config) {
 		c.Logger = slog.New(paths)
+	})
+	// After the participants have left (cleanups run last first): the
+	// publisher's packets were forwarded by the own receive path, whose
+	// count the server logs when it closes the connection.
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			paths.mu.Lock()
+			n := paths.received
+			paths.mu.Unlock()
+			if n > 0 {
+				t.Logf("%d packets forwarded by the own receive path", n)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Error("no packet forwarded by the own receive path")
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	})
 	room := roomName(t, "nack")
 	pub := srv.join(t, room, "pub")
@@ -206,6 +244,11 @@ func TestNACKRepairedOnRTX(t *testing.T) {
 	if own, pion := paths.counts(); own < 4 || pion > 0 {
 		t.Errorf("%d connections on the own write path and %d on pion's; want 4 and 0", own, pion)
 	}
+	paths.mu.Lock()
+	if paths.receive < 2 {
+		t.Errorf("%d publishing connections on the own receive path, want 2", paths.receive)
+	}
+	paths.mu.Unlock()
 
 	// Sender reports for the video stream: about one a second, its NTP
 	// time the wall clock and its RTP time in the stream's timestamps.

@@ -36,6 +36,8 @@ type Conn struct {
 	packets atomic.Uint64 // packets sent in batches
 	dropped atomic.Uint64 // packets the kernel refused
 
+	recv atomic.Pointer[Receiver] // sees each datagram read first
+
 	conn *net.UDPConn
 	sys  sender // nil where batching is not supported
 
@@ -148,8 +150,35 @@ func (c *Conn) Stats() (batches, packets, dropped uint64) {
 	return c.batches.Load(), c.packets.Load(), c.dropped.Load()
 }
 
+// Receiver sees every datagram the Conn reads before the reader does, on the
+// reading goroutine, and returns true to consume it: the reader then never
+// gets it. b is valid only during the call.
+type Receiver func(b []byte, from netip.AddrPort) bool
+
+// SetReceiver installs f (nil removes it).
+func (c *Conn) SetReceiver(f Receiver) {
+	if f == nil {
+		c.recv.Store(nil)
+		return
+	}
+	c.recv.Store(&f)
+}
+
 // ReadFromAddrPort implements ice.AddrPortReaderWriter.
 func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	for {
+		n, from, err := c.read(b)
+		if err != nil {
+			return n, from, err
+		}
+		if f := c.recv.Load(); f != nil && (*f)(b[:n], from) {
+			continue
+		}
+		return n, from, nil
+	}
+}
+
+func (c *Conn) read(b []byte) (int, netip.AddrPort, error) {
 	if c.sys != nil {
 		return c.sys.readFrom(b)
 	}

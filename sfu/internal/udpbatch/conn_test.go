@@ -271,3 +271,32 @@ func TestDirectPathAllocatesNothing(t *testing.T) {
 		t.Fatalf("%.1f allocations per write and read", allocs)
 	}
 }
+
+func TestReceiverConsumes(t *testing.T) {
+	c := newConn(t, "udp4", "127.0.0.1:0")
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	var seen []string
+	c.SetReceiver(func(b []byte, from netip.AddrPort) bool {
+		seen = append(seen, string(b))
+		return string(b) == "mine"
+	})
+	to := c.LocalAddr().(*net.UDPAddr)
+	for _, m := range []string{"mine", "mine", "yours"} {
+		if _, err := peer.WriteToUDP([]byte(m), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 100)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := c.ReadFromAddrPort(buf)
+	if err != nil || string(buf[:n]) != "yours" {
+		t.Fatalf("read %q, %v; want only the datagram the receiver left", buf[:n], err)
+	}
+	if len(seen) != 3 {
+		t.Fatalf("receiver saw %d datagrams, want 3", len(seen))
+	}
+}
