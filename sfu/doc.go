@@ -6,9 +6,14 @@
 //
 // The path of a forwarded RTP packet:
 //
-//	pion: UDP > ICE > SRTP decrypt > receive interceptors (NACK generator, RR, TWCC feedback)
-//	upLayer.readLoop   one goroutine per received stream: read into its own buffer,
-//	                   keep a copy in the layer's history (for NACKs), parse the
+//	udpbatch reader    the shared socket's one reader hands each datagram from a
+//	                   publisher on the own path to its srtpIn: decrypt with the
+//	                   connection's remote SRTP context, note transport-cc, NACK
+//	                   and report statistics, then upLayer.forward on this goroutine
+//	                   (other packets, RTX and connections without own keys take
+//	                   pion's path: ICE > SRTP > interceptors > upLayer.readLoop,
+//	                   which calls the same forward)
+//	upLayer.forward    keep a copy in the layer's history (for NACKs), parse the
 //	                   header in place, load the DownTrack snapshot, open a batch on
 //	                   the UDP socket and call DownTrack.writeRTP for each
 //	DownTrack          layer gate (atomics), then under its mutex the munger rewrites
@@ -18,10 +23,10 @@
 //	                   DTLS handshake): marshal, encrypt in place, and add to the batch
 //	udpbatch           one sendmmsg for the whole fan-out (or a frame on ICE-TCP)
 //
-// Nothing of pion runs on the send side per packet: NACKs are answered from
-// the layer histories, sender reports are written by each DownTrack, and a
-// connection whose keys are unknown falls back to pion's writer for its
-// whole life.
+// Nothing of pion runs per packet on a connection on the own paths: NACKs
+// are answered from the layer histories, sender reports are written by each
+// DownTrack, and a connection whose keys are unknown falls back to pion's
+// reader and writer for its whole life.
 //
 // Payloads are shared between subscribers and never modified; end-to-end
 // encrypted frames pass through untouched.
