@@ -69,7 +69,6 @@ type Peer struct {
 	candidates atomic.Int32 // remote candidates accepted so far
 
 	// Owned by the loop goroutine.
-	inAddr           *netip.AddrPort // where the receive path is filed with the SFU
 	remoteCandidates []webrtc.ICECandidateInit
 	askedOffer       bool                        // OnNeedOffer was called and no offer came since
 	free             map[webrtc.RTPCodecType]int // unused receive-only sections of the last offer
@@ -189,7 +188,6 @@ func (p *Peer) startOwnPath() {
 			in = nil
 		}
 	}
-	var addr netip.AddrPort // where in is filed with the SFU
 	follow := func(pair *webrtc.ICECandidatePair) {
 		o.setPair(pair, p.tcps)
 		if in == nil {
@@ -199,8 +197,8 @@ func (p *Peer) startOwnPath() {
 		if a := o.udp.Load(); a != nil {
 			next = *a
 		}
-		p.sfu.setReceiver(addr, next, p)
-		addr = next
+		p.sfu.setReceiver(in.addr, next, p)
+		in.addr = next
 		in.active.Store(next.IsValid())
 	}
 	ice := p.pc.SCTP().Transport().ICETransport()
@@ -219,7 +217,6 @@ func (p *Peer) startOwnPath() {
 		for _, l := range layers {
 			in.add(l)
 		}
-		p.inAddr = &addr
 	}
 	follow(pair)
 	p.log.Debug("media path", "own", true, "udp", o.udp.Load() != nil, "tcp", o.tcp.Load() != nil, "receive", in != nil)
@@ -605,9 +602,7 @@ func (p *Peer) Close() error {
 		if in := p.in.Load(); in != nil {
 			in.close()
 			p.log.Debug("receive path closed", "packets", in.packets.Load())
-			if p.inAddr != nil {
-				p.sfu.setReceiver(*p.inAddr, netip.AddrPort{}, p)
-			}
+			p.sfu.setReceiver(in.addr, netip.AddrPort{}, p)
 		}
 		closeErr = p.pc.Close()
 		for d := range p.senders {

@@ -52,6 +52,7 @@ type srtpIn struct {
 	chain  interceptor.Interceptor
 	start  time.Time
 	stop   chan struct{}
+	addr   netip.AddrPort // where the SFU files the path; owned by the Peer's loop
 
 	mu   sync.Mutex // guards the following fields
 	twcc *twcc.Recorder
@@ -65,10 +66,9 @@ type inStream struct {
 	l      *upLayer
 	info   *interceptor.StreamInfo
 	reader interceptor.RTPReader
-	pkt    []byte // the packet the chain reads next
+	pkt    []byte // the packet the chain reads next, in dec
 	h      rtp.Header
 	dec    [receiveMTU + 64]byte
-	out    [receiveMTU + 64]byte
 }
 
 // newSRTPIn prepares the own receive path of p from its DTLS secrets.
@@ -145,8 +145,13 @@ func (in *srtpIn) add(l *upLayer) {
 		info.RTCPFeedback = append(info.RTCPFeedback, interceptor.RTCPFeedback{Type: fb.Type, Parameter: fb.Parameter})
 	}
 	st := &inStream{l: l, info: info}
+	// The chain reads the decrypted packet where it lies: receive hands
+	// it dec, which holds the packet already.
 	st.reader = in.chain.BindRemoteStream(info, interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		return copy(b, st.pkt), a, nil
+		if len(b) == 0 || len(st.pkt) == 0 || &b[0] != &st.pkt[0] {
+			return copy(b, st.pkt), a, nil
+		}
+		return len(st.pkt), a, nil
 	}))
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -211,17 +216,20 @@ func (in *srtpIn) receive(b []byte) bool {
 	if err != nil {
 		return true // forged, replayed or broken: dropped, as pion's session would
 	}
-	in.mu.Lock()
-	if _, err := in.hdr.Unmarshal(dec); err == nil { // the extensions in the clear now
-		in.recordTWCCLocked(&in.hdr)
-	}
-	in.mu.Unlock()
-	st.pkt = dec
-	n, _, err := st.reader.Read(st.out[:], nil) // NACK log and report statistics
-	if err != nil {
+	// Parsed once, from the decrypted packet (its extensions are in the
+	// clear now, cryptex or not), for transport-cc and the fan-out.
+	payload, ok := st.l.parse(dec, &st.h)
+	if !ok {
 		return true
 	}
-	st.l.forward(st.out[:n], &st.h)
+	in.mu.Lock()
+	in.recordTWCCLocked(&st.h)
+	in.mu.Unlock()
+	st.pkt = dec
+	if _, _, err := st.reader.Read(st.dec[:], nil); err != nil { // NACK log and report statistics
+		return true
+	}
+	st.l.send(dec, &st.h, payload)
 	in.packets.Add(1)
 	return true
 }

@@ -271,14 +271,27 @@ func (l *upLayer) readLoop() {
 // socket's reader; both may run at once for one layer (RTX repairs come
 // through pion). pkt is only read, and not kept.
 func (l *upLayer) forward(pkt []byte, h *rtp.Header) {
-	u := l.up
+	if payload, ok := l.parse(pkt, h); ok {
+		l.send(pkt, h, payload)
+	}
+}
+
+// parse parses pkt into h and returns its payload, or counts it as
+// malformed and reports false.
+func (l *upLayer) parse(pkt []byte, h *rtp.Header) ([]byte, bool) {
 	payload, err := parseRTP(pkt, h)
 	if err != nil {
 		if n := l.malformed.Add(1); n%100 == 1 {
-			u.log.Debug("dropping malformed RTP", "layer", l.index, "count", n, "err", err)
+			l.up.log.Debug("dropping malformed RTP", "layer", l.index, "count", n, "err", err)
 		}
-		return
+		return nil, false
 	}
+	return payload, true
+}
+
+// send is forward once pkt is parsed into h and payload.
+func (l *upLayer) send(pkt []byte, h *rtp.Header, payload []byte) {
+	u := l.up
 	l.hist.add(h.SequenceNumber, pkt)
 	if id := u.levelID.Load(); id != 0 {
 		if ext := h.GetExtension(uint8(id)); len(ext) > 0 {
