@@ -197,8 +197,9 @@ func PageBase(publicURL string) (string, error) {
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
-// linkJSON is a link as admins see it.
-type linkJSON struct {
+// LinkInfo is a link as the admin API returns it (JSON); the stoa CLI
+// decodes the same type.
+type LinkInfo struct {
 	Slug            string    `json:"slug"`
 	URL             string    `json:"url"`
 	Room            string    `json:"room"`
@@ -210,8 +211,8 @@ type linkJSON struct {
 	State           string    `json:"state"` // active, expired or revoked
 }
 
-func (a *API) linkJSON(l *Link, now time.Time) linkJSON {
-	return linkJSON{
+func (a *API) linkInfo(l *Link, now time.Time) LinkInfo {
+	return LinkInfo{
 		Slug:            l.Slug,
 		URL:             a.pageBase + "/j/" + l.Slug,
 		Room:            l.Room,
@@ -271,7 +272,7 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	a.log.Info("meeting link created", "room", l.Room, "link", logSlug(l.Slug), "expires", l.ExpiresAt,
 		"view_only", l.ViewOnly, "e2ee", l.E2EE, "by", claims.Identity)
 	w.Header().Set("Location", LinksPath+"/"+l.Slug)
-	writeAPIJSON(w, http.StatusCreated, a.linkJSON(&l, a.now()))
+	writeAPIJSON(w, http.StatusCreated, a.linkInfo(&l, a.now()))
 }
 
 func (a *API) parseTTL(req *createRequest) (time.Duration, *apiError) {
@@ -302,7 +303,7 @@ func (a *API) parseTTL(req *createRequest) (time.Duration, *apiError) {
 
 // listResponse is the answer to GET /api/links.
 type listResponse struct {
-	Links []linkJSON `json:"links"`
+	Links []LinkInfo `json:"links"`
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request) {
@@ -322,9 +323,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now()
-	out := listResponse{Links: []linkJSON{}}
+	out := listResponse{Links: []LinkInfo{}}
 	for _, l := range a.links.List(room) {
-		out.Links = append(out.Links, a.linkJSON(&l, now))
+		out.Links = append(out.Links, a.linkInfo(&l, now))
 	}
 	writeAPIJSON(w, http.StatusOK, out)
 }

@@ -119,9 +119,9 @@ func (h *apiHarness) wantError(w *httptest.ResponseRecorder, status int, code st
 	}
 }
 
-func (h *apiHarness) create(token, body string) linkJSON {
+func (h *apiHarness) create(token, body string) LinkInfo {
 	h.t.Helper()
-	var l linkJSON
+	var l LinkInfo
 	if w := h.do("POST", "/api/links", token, body, &l); w.Code != http.StatusCreated {
 		h.t.Fatalf("create %s: %d %s", body, w.Code, w.Body)
 	}
@@ -131,7 +131,7 @@ func (h *apiHarness) create(token, body string) linkJSON {
 func TestAPICreate(t *testing.T) {
 	h := newAPIHarness(t, APIConfig{})
 	tok := adminToken(t, &auth.VideoGrant{RoomCreate: true})
-	var l linkJSON
+	var l LinkInfo
 	w := h.do("POST", "/api/links", tok, `{"room":"standup","ttl":"2h","view_only":true,"e2ee":true}`, &l)
 	if w.Code != http.StatusCreated {
 		t.Fatalf("create: %d %s", w.Code, w.Body)

@@ -225,19 +225,8 @@ func (c *linkClient) do(ctx context.Context, method, path string, body, out any)
 	return nil
 }
 
-// linkInfo is a link as the API returns it to admins.
-type linkInfo struct {
-	Slug      string    `json:"slug"`
-	URL       string    `json:"url"`
-	Room      string    `json:"room"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	ViewOnly  bool      `json:"view_only"`
-	E2EE      bool      `json:"e2ee"`
-	State     string    `json:"state"`
-}
-
-func (l *linkInfo) options() string {
+// linkOptions names a link's options for the list, or "-".
+func linkOptions(l *web.LinkInfo) string {
 	var o []string
 	if l.ViewOnly {
 		o = append(o, "view-only")
@@ -284,7 +273,7 @@ func linkCreate(ctx context.Context, args []string, sys system) error {
 		key = base64.RawURLEncoding.EncodeToString(b)
 	}
 	body := map[string]any{"room": *room, "ttl": ttl.String(), "view_only": *viewOnly, "e2ee": *e2ee}
-	var l linkInfo
+	var l web.LinkInfo
 	if err := c.do(ctx, http.MethodPost, web.LinksPath, body, &l); err != nil {
 		return fmt.Errorf("link create: %w", err)
 	}
@@ -330,7 +319,7 @@ func linkList(ctx context.Context, args []string, sys system) error {
 		path += "?" + url.Values{"room": {*room}}.Encode()
 	}
 	var out struct {
-		Links []linkInfo `json:"links"`
+		Links []web.LinkInfo `json:"links"`
 	}
 	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
 		return fmt.Errorf("link list: %w", err)
@@ -342,7 +331,7 @@ func linkList(ctx context.Context, args []string, sys system) error {
 	tw := tabwriter.NewWriter(sys.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLUG\tROOM\tSTATE\tEXPIRES\tOPTIONS")
 	for _, l := range out.Links {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Slug, l.Room, l.State, l.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), l.options())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Slug, l.Room, l.State, l.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), linkOptions(&l))
 	}
 	return tw.Flush()
 }
