@@ -174,25 +174,38 @@ func TestRxConn(t *testing.T) {
 	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	buf := make([]byte, 1500)
 
-	before := time.Now().UnixNano()
-	if _, err := tx.WriteToUDPAddrPort(rtpBytes(t, 0xabc, 7, 96, true), to); err != nil {
-		t.Fatal(err)
+	// The kernel stamps a datagram when it queues it on the socket (usually
+	// inside the send on loopback; the delivering softirq may run later on
+	// a busy machine). So each datagram's time must fall between the send
+	// and the moment the socket holds it (SIOCINQ), and the read, 5 ms
+	// later, cannot have supplied it. Until the kernel has switched its
+	// receive timestamps on (it does so asynchronously once the first
+	// socket asks) it stamps at the read instead: the first datagrams may
+	// carry that, so the test sends until one is stamped on arrival.
+	stamped := false
+	for seq := uint16(7); seq < 7+50 && !stamped; seq++ {
+		before := time.Now().UnixNano()
+		if _, err := tx.WriteToUDPAddrPort(rtpBytes(t, 0xabc, seq, 96, true), to); err != nil {
+			t.Fatal(err)
+		}
+		queued := waitQueued(t, c.UDPConn)
+		time.Sleep(5 * time.Millisecond)
+		if _, from, err := c.ReadFromAddrPort(buf); err != nil || from != tx.LocalAddr().(*net.UDPAddr).AddrPort() {
+			t.Fatalf("read: %v from %v", err, from)
+		}
+		after := time.Now().UnixNano()
+		at, ok := tb.lookup(0xabc, seq)
+		switch {
+		case !ok:
+			t.Fatal("no receive time recorded")
+		case at < before || at > after:
+			t.Fatalf("receive time %d ns after the send began, read at %d ns", at-before, after-before)
+		case at <= queued:
+			stamped = true
+		}
 	}
-	// On loopback the kernel stamps the datagram inside the send, so its
-	// time falls between before and sent, whatever the scheduler does; the
-	// read comes later.
-	sent := time.Now().UnixNano()
-	time.Sleep(5 * time.Millisecond)
-	if _, from, err := c.ReadFromAddrPort(buf); err != nil || from != tx.LocalAddr().(*net.UDPAddr).AddrPort() {
-		t.Fatalf("read: %v from %v", err, from)
-	}
-	after := time.Now().UnixNano()
-	at, ok := tb.lookup(0xabc, 7)
-	if !ok {
-		t.Fatal("no receive time recorded")
-	}
-	if at < before || at > sent {
-		t.Errorf("receive time %d ns after the send began, which ended %d ns after it began (read at %d ns)", at-before, sent-before, after-before)
+	if !stamped {
+		t.Error("no datagram of 50 carried its kernel arrival time")
 	}
 
 	// RTCP on the same socket (rtcp-mux) is not RTP: nothing is recorded
