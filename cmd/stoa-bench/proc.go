@@ -75,33 +75,38 @@ func procRSS(pid int) (uint64, error) {
 	return 0, errors.New("no VmRSS in " + path)
 }
 
-// machineCPU returns the busy and total CPU time of all cores since boot,
-// from the first line of /proc/stat. Idle and iowait count as not busy.
-func machineCPU() (busy, total time.Duration, err error) {
+// machineIdle returns the idle and iowait time of all CPUs since boot and
+// how many CPUs there are, from /proc/stat. Busy time over a window is the
+// rest of the window's wall time: the kernel measures idle time exactly
+// (with the tick stopped, it is the time spent asleep), while its user,
+// system and softirq counters are sampled at the tick, and a CPU woken for
+// a few hundred microseconds at a time, as one running only a server is,
+// gets whole ticks of those charged to the idle task.
+func machineIdle() (idle time.Duration, cpus int, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, err
 	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0, errors.New("malformed /proc/stat")
-	}
-	var sum, idle uint64
-	for i, s := range f[1:] {
-		if i >= 8 { // guest times are already in user and nice
-			break
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasPrefix(f[0], "cpu") {
+			continue
 		}
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
+		if f[0] != "cpu" {
+			cpus++
+			continue
+		}
+		i, err1 := strconv.ParseUint(f[4], 10, 64)
+		w, err2 := strconv.ParseUint(f[5], 10, 64)
+		if err1 != nil || err2 != nil {
 			return 0, 0, errors.New("malformed /proc/stat")
 		}
-		sum += v
-		if i == 3 || i == 4 { // idle, iowait
-			idle += v
-		}
+		idle = time.Duration(i+w) * clockTick
 	}
-	return time.Duration(sum-idle) * clockTick, time.Duration(sum) * clockTick, nil
+	if cpus == 0 {
+		return 0, 0, errors.New("malformed /proc/stat")
+	}
+	return idle, cpus, nil
 }
 
 // cpuSample is a reading of every CPU counter a run reports.
@@ -109,8 +114,16 @@ type cpuSample struct {
 	at        time.Time
 	server    time.Duration // 0 without a server pid
 	generator time.Duration
-	busy      time.Duration
-	total     time.Duration
+	idle      time.Duration // all CPUs
+	cpus      int
+}
+
+// busySince returns the CPU time all CPUs were busy between a and s.
+func (s cpuSample) busySince(a cpuSample) time.Duration {
+	if s.cpus == 0 || s.cpus != a.cpus {
+		return 0
+	}
+	return max(0, s.at.Sub(a.at)*time.Duration(s.cpus)-(s.idle-a.idle))
 }
 
 func sampleCPU(serverPID int) cpuSample {
@@ -119,6 +132,6 @@ func sampleCPU(serverPID int) cpuSample {
 		s.server, _ = procCPU(serverPID)
 	}
 	s.generator, _ = procCPU(0)
-	s.busy, s.total, _ = machineCPU()
+	s.idle, s.cpus, _ = machineIdle()
 	return s
 }

@@ -62,8 +62,10 @@ type result struct {
 	RSSIdleMB           float64 `json:"rss_idle_mb"`
 	RSSPerParticipantKB float64 `json:"rss_per_participant_kb"` // (rss - idle rss) / participants
 	GeneratorCPUPercent float64 `json:"generator_cpu_percent"`
-	MachineBusyPercent  float64 `json:"machine_busy_percent"` // all cores: 200 is two busy cores
-	OtherCPUPercent     float64 `json:"other_cpu_percent"`    // machine busy minus server and generator: noise
+	ServerCPUs          string  `json:"server_cpus,omitempty"`    // the CPUs the server was pinned to (compare --pin)
+	GeneratorCPUs       string  `json:"generator_cpus,omitempty"` // and the generator's
+	MachineBusyPercent  float64 `json:"machine_busy_percent"`     // all cores: 200 is two busy cores
+	OtherCPUPercent     float64 `json:"other_cpu_percent"`        // machine busy minus server and generator: noise
 
 	Errors     int      `json:"errors"`
 	ErrorKinds []string `json:"error_kinds,omitempty"`
@@ -143,7 +145,7 @@ func (r *result) fill(a, b window) {
 
 	server := (b.cpu.server - a.cpu.server).Seconds()
 	gen := (b.cpu.generator - a.cpu.generator).Seconds()
-	busy := (b.cpu.busy - a.cpu.busy).Seconds()
+	busy := b.cpu.busySince(a.cpu).Seconds()
 	r.ServerCPUPercent = 100 * server / dt
 	r.GeneratorCPUPercent = 100 * gen / dt
 	r.MachineBusyPercent = 100 * busy / dt
