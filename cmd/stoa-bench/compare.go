@@ -67,6 +67,9 @@ type compareConfig struct {
 	pause               time.Duration
 	command             string
 	progress            io.Writer
+	pin                 bool
+	cpus                *cpuSplit // nil when not pinned
+	pinNote             string    // why not, when pin was asked for
 }
 
 func compareCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -90,6 +93,7 @@ func compareCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&c.command, "command", "", "the command line to print in the Markdown (default: this one)")
 	fs.BoolVar(&c.run.Verbose, "v", false, "log pion warnings")
 	fs.BoolVar(&c.run.Burst, "burst", false, "publishers send each frame's packets back to back, unpaced")
+	fs.BoolVar(&c.pin, "pin", true, "run the generator and the servers on separate CPUs (half each; needs two)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -129,6 +133,14 @@ func compareCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	fmt.Fprintf(stderr, "stoa-bench: server configs and logs in %s\n", c.workDir)
+	if c.pin {
+		c.pinCPUs()
+		if c.cpus != nil {
+			fmt.Fprintf(stderr, "stoa-bench: %s\n", c.cpus.describe())
+		} else {
+			fmt.Fprintf(stderr, "stoa-bench: not pinned: %s\n", c.pinNote)
+		}
+	}
 
 	started := time.Now()
 	c.progress = stderr
@@ -147,6 +159,26 @@ func compareCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		err = errors.Join(err, writeJSON(c.jsonOut, stdout, comps))
 	}
 	return err
+}
+
+// pinCPUs moves the generator onto its half of the CPUs and keeps the
+// other half for the servers, or says in pinNote why it cannot.
+func (c *compareConfig) pinCPUs() {
+	cpus, err := allowedCPUs()
+	if err != nil {
+		c.pinNote = err.Error()
+		return
+	}
+	split, ok := splitCPUs(cpus)
+	if !ok {
+		c.pinNote = fmt.Sprintf("%d CPU available", len(cpus))
+		return
+	}
+	if err := pinSelf(split.generator); err != nil {
+		c.pinNote = err.Error()
+		return
+	}
+	c.cpus = &split
 }
 
 // compare runs every shape against both servers, alternating which goes
@@ -194,7 +226,7 @@ func compareRun(ctx context.Context, c *compareConfig, server, shape string, sz 
 		bin = c.livekitBin
 	}
 	tag := fmt.Sprintf("%d-%s", i+1, shape)
-	srv, err := startServer(ctx, server, bin, c.workDir, tag)
+	srv, err := startServer(ctx, server, bin, c.workDir, tag, c.cpus)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +252,9 @@ func compareRun(ctx context.Context, c *compareConfig, server, shape string, sz 
 	res, err := runBench(ctx, &cfg, c.progress)
 	if err != nil {
 		return nil, err
+	}
+	if c.cpus != nil {
+		res.ServerCPUs, res.GeneratorCPUs = cpuList(c.cpus.server), cpuList(c.cpus.generator)
 	}
 	select {
 	case <-srv.done:
@@ -257,6 +292,14 @@ func comparisonMarkdown(c *compareConfig, comps []*comparison, started time.Time
 	fmt.Fprintf(&b, "- Servers: Stoa `%s` (%s); livekit-server `%s`.\n",
 		serverVersion(c.stoaBin, "version"), gitDescribe(), serverVersion(c.livekitBin, "--version"))
 	fmt.Fprintf(&b, "- Command: `%s`.\n", c.command)
+	switch {
+	case c.cpus != nil:
+		fmt.Fprintf(&b, "- CPUs: %s (`--pin`), as if the clients were on another machine; both servers get the same.\n", c.cpus.describe())
+	case c.pin:
+		fmt.Fprintf(&b, "- CPUs: shared by the servers and the generator (not pinned: %s).\n", c.pinNote)
+	default:
+		b.WriteString("- CPUs: shared by the servers and the generator (`--pin=false`).\n")
+	}
 	fmt.Fprintf(&b, "- Each run: a fresh server with every socket on 127.0.0.1 (configs below), participants joining at %.0f/s, "+
 		"%v warm-up once every stream flows at its layer, then a %v window. Shapes alternate which server goes first.\n\n",
 		c.run.JoinRate, c.run.Warmup, c.run.Duration)

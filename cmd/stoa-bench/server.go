@@ -103,8 +103,9 @@ logging:
 }
 
 // startServer starts the server named name ("stoa" or "livekit") from bin
-// with its config in dir, and waits until its HTTP port accepts.
-func startServer(ctx context.Context, name, bin, dir, tag string) (*serverProc, error) {
+// with its config in dir, on the server's CPUs of cpus if it is not nil,
+// and waits until its HTTP port accepts.
+func startServer(ctx context.Context, name, bin, dir, tag string, cpus *cpuSplit) (*serverProc, error) {
 	httpPort, err := freePort("tcp")
 	if err != nil {
 		return nil, err
@@ -141,7 +142,11 @@ func startServer(ctx context.Context, name, bin, dir, tag string) (*serverProc, 
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if cpus != nil {
+		start = func() error { return startOn(cmd, cpus.server, cpus.generator) }
+	}
+	if err := start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
