@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
 )
 
 // The SFU's own receive path. Through pion, a publisher's packet passes
@@ -46,18 +47,18 @@ type srtpIn struct {
 	packets atomic.Uint64                        // packets forwarded by this path
 	streams atomic.Pointer[map[uint32]*inStream] // copy-on-write, by SSRC
 
-	p      *Peer
-	ctx    *srtp.Context // the remote's SRTP, used only on the socket's reader goroutine
-	twccID uint8         // transport-cc extension id; 0: none negotiated
-	chain  interceptor.Interceptor
-	start  time.Time
-	stop   chan struct{}
-	addr   netip.AddrPort // where the SFU files the path; owned by the Peer's loop
+	p     *Peer
+	ctx   *srtp.Context // the remote's SRTP, used only on the socket's reader goroutine
+	chain interceptor.Interceptor
+	start time.Time
+	stop  chan struct{}
+	addr  netip.AddrPort // where the SFU files the path; owned by the Peer's loop
 
-	mu   sync.Mutex // guards the following fields
-	twcc *twcc.Recorder
-	hdr  rtp.Header
-	subs map[uint32]*inStream // the streams, for changes
+	mu     sync.Mutex // guards the following fields
+	twccID uint8      // transport-cc extension id; 0: none negotiated (yet)
+	twcc   *twcc.Recorder
+	hdr    rtp.Header
+	subs   map[uint32]*inStream // the streams, for changes
 }
 
 // inStream is one received stream on the own path: its layer, and its
@@ -91,16 +92,23 @@ func newSRTPIn(p *Peer, ctx *srtp.Context) (*srtpIn, error) {
 	in := &srtpIn{p: p, ctx: ctx, chain: chain, start: time.Now(), stop: make(chan struct{}),
 		twcc: twcc.NewRecorder(rand.Uint32()), subs: map[uint32]*inStream{}}
 	in.streams.Store(&map[uint32]*inStream{})
-	for _, tr := range p.pc.GetTransceivers() {
-		for _, e := range tr.Receiver().GetParameters().HeaderExtensions {
-			if e.URI == sdp.TransportCCURI {
-				in.twccID = uint8(e.ID)
-			}
-		}
-	}
+	in.twccID = transportCCID(p.pc)
 	chain.BindRTCPWriter(interceptor.RTCPWriterFunc(in.writeRTCP))
 	go in.feedbackLoop()
 	return in, nil
+}
+
+// transportCCID returns the id pc's media sections negotiated for the
+// transport-wide sequence number (one for the whole bundle), or 0.
+func transportCCID(pc *webrtc.PeerConnection) uint8 {
+	for _, tr := range pc.GetTransceivers() {
+		for _, e := range tr.Receiver().GetParameters().HeaderExtensions {
+			if e.URI == sdp.TransportCCURI {
+				return uint8(e.ID)
+			}
+		}
+	}
+	return 0
 }
 
 // writeRTCP sends the chain's RTCP while this path runs.
@@ -153,8 +161,15 @@ func (in *srtpIn) add(l *upLayer) {
 		}
 		return len(st.pkt), a, nil
 	}))
+	// A connection may have had no media section when DTLS came up (a
+	// publisher on /rtc negotiates its data channel first): the id comes
+	// with the first layer then.
+	id := transportCCID(in.p.pc)
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if id != 0 {
+		in.twccID = id
+	}
 	in.subs[info.SSRC] = st
 	in.publishLocked()
 }
