@@ -41,12 +41,21 @@ const (
 // in headless Chromium against an in-process Stoa: two with the SDK's default
 // singlePeerConnection (/rtc/v1, one PeerConnection) and one with
 // singlePeerConnection:false (/rtc, two). Every participant must decode the
-// others' simulcast camera and receive their microphone; then each kind of
+// others' simulcast camera and receive their microphone, and Chromium's
+// bandwidth estimate for its own camera must rise on Stoa's transport-cc
+// feedback until the 1280x720 layer is encoded; then each kind of
 // participant in turn loses its signalling WebSocket for 2.5 s and must
 // resume the same session (same participant sid, no Disconnected event, the
 // others never see it leave) with media flowing again.
 //
 // It needs Chromium and web/node_modules; `make -C web test` installs both.
+// uplinkMinBps is the bandwidth estimate every page must reach: above the
+// lower two layers' 160 + 450 kbit/s, so that the top layer runs. Without
+// transport-cc feedback Chromium's estimate falls to its 30 kbit/s floor
+// and only the lowest layer is sent; with it, on loopback, it passes
+// 1 Mbit/s within a second or two.
+const uplinkMinBps = 1_000_000
+
 func TestBrowserJoinAndResume(t *testing.T) {
 	requireHarness(t)
 	buildBundle(t)
@@ -68,6 +77,9 @@ func TestBrowserJoinAndResume(t *testing.T) {
 		Steps: []map[string]any{
 			{"do": "join"},
 			{"do": "media"},
+			// Chromium's bandwidth estimate rises on Stoa's transport-cc
+			// feedback until the 1280x720 layer is sent.
+			{"do": "uplink", "minBps": uplinkMinBps},
 			// alice: single PeerConnection (/rtc/v1).
 			{"do": "cut", "page": 0, "method": "offline", "ms": 2500},
 			{"do": "resumed", "page": 0},

@@ -286,11 +286,15 @@ class Harness {
             packetsSent: s.packetsSent,
             framesEncoded: s.framesEncoded,
             frameWidth: s.frameWidth,
+            bytesSent: s.bytesSent,
             qualityLimitationReason: s.qualityLimitationReason,
           });
         } else if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
           const local = report.get(s.localCandidateId);
           const remoteCand = report.get(s.remoteCandidateId);
+          // The sender's bandwidth estimate (send-side, from transport-cc
+          // feedback), on the pair that carries the media.
+          info.availableOutgoingBitrate = s.availableOutgoingBitrate;
           info.selectedPair = {
             local: local && `${local.candidateType} ${local.address}:${local.port}/${local.protocol}`,
             remote:

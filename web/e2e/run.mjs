@@ -29,6 +29,12 @@
 //                                           and receives audio (totalSamplesReceived and
 //                                           packetsReceived) from every other page, growing
 //                                           between two consecutive samples
+//   {"do": "uplink", "minBps": 1000000}     wait until every page's own bandwidth estimate for
+//                                           its camera (the selected candidate pair's
+//                                           availableOutgoingBitrate, which Chromium's send-side
+//                                           estimator sets from the server's transport-cc
+//                                           feedback) reaches minBps and the top simulcast layer
+//                                           encodes frames, growing between two samples
 //   {"do": "cut", "page": 0, "method": "offline", "ms": 2500}
 //                                           cut page 0's signalling: "offline" = context offline
 //                                           (blocks new WebSockets and HTTP, not WebRTC's UDP)
@@ -69,7 +75,7 @@ const DEFAULT_STEPS = [
   { do: 'media' },
 ];
 
-const STEP_TIMEOUT_MS = { join: 30_000, media: 30_000, resumed: 30_000 };
+const STEP_TIMEOUT_MS = { join: 30_000, media: 30_000, uplink: 30_000, resumed: 30_000 };
 
 // ---------------------------------------------------------------- config
 
@@ -130,11 +136,14 @@ function mintTokens({ key, secret, room, identities }) {
 function validateSteps(steps, n) {
   if (!Array.isArray(steps)) throw new ConfigError('config.steps must be an array');
   for (const s of steps) {
-    if (!['join', 'media', 'cut', 'resumed', 'sleep'].includes(s?.do)) {
+    if (!['join', 'media', 'uplink', 'cut', 'resumed', 'sleep'].includes(s?.do)) {
       throw new ConfigError(`unknown step ${JSON.stringify(s)}`);
     }
     if ((s.do === 'cut' || s.do === 'resumed') && !(Number.isInteger(s.page) && s.page >= 0 && s.page < n)) {
       throw new ConfigError(`step ${JSON.stringify(s)}: page must be an index below ${n}`);
+    }
+    if (s.do === 'uplink' && s.minBps !== undefined && !(Number.isFinite(s.minBps) && s.minBps > 0)) {
+      throw new ConfigError(`step ${JSON.stringify(s)}: minBps must be a positive number`);
     }
     if (s.do === 'cut' && s.method !== undefined && !['offline', 'close', 'network'].includes(s.method)) {
       throw new ConfigError(`step ${JSON.stringify(s)}: method must be offline, close or network`);
@@ -269,6 +278,8 @@ class Run {
         return this.join(browser, origin, deadline);
       case 'media':
         return this.media(deadline);
+      case 'uplink':
+        return this.uplink(step.minBps ?? 1_000_000, deadline);
       case 'cut':
         return this.cut(step);
       case 'resumed':
@@ -358,6 +369,38 @@ class Run {
     }, 1000);
     log(`media flowing: ${r.flows.join('; ')}`);
     return { rounds, flows: r.flows };
+  }
+
+  async uplink(minBps, deadline) {
+    let prev;
+    const r = await this.until(`every page's camera estimate at ${minBps} bit/s or more, with its top layer encoding`, deadline, async () => {
+      const [states, stats] = await Promise.all([
+        Promise.all(this.participants.map((p) => p.state())),
+        Promise.all(this.participants.map((p) => p.stats())),
+      ]);
+      states.forEach((st, i) => this.participants[i].assertAlive(st));
+      const cur = stats.map((s) => uplinkOf(s));
+      const waiting = [];
+      const seen = [];
+      cur.forEach((u, i) => {
+        const name = this.participants[i].name;
+        if (!u) {
+          waiting.push(`${name}: no PeerConnection sends video`);
+          return;
+        }
+        const before = prev?.[i]?.top.framesEncoded ?? 0;
+        seen.push(`${name} estimate ${u.estimate ?? '?'} bit/s, top layer ${u.top.rid ?? '-'} ${u.top.frameWidth ?? '?'}px frames ${u.top.framesEncoded ?? 0} (${u.top.qualityLimitationReason ?? '?'}), layers ${u.layers}`);
+        if (!(u.estimate >= minBps)) waiting.push(`${name}: estimate ${u.estimate ?? 'none'} bit/s`);
+        if (u.layers < 3 || u.top.rid !== 'f') waiting.push(`${name}: ${u.layers} simulcast layers, top ${u.top.rid ?? 'without rid'}`);
+        if (!((u.top.framesEncoded ?? 0) > before)) waiting.push(`${name}: top layer frames ${before}->${u.top.framesEncoded ?? 0}`);
+      });
+      const first = !prev;
+      prev = cur;
+      if (first) return { done: false, detail: 'first sample' };
+      return { done: waiting.length === 0, detail: waiting.join('; '), seen };
+    }, 1000);
+    log(`uplink: ${r.seen.join('; ')}`);
+    return { pages: r.seen };
   }
 
   async cut(step) {
@@ -469,6 +512,22 @@ function checkTransport(p, st) {
         `is on [${paths.join(', ')}] with ${live} (set allowFallback to accept the SDK's v1 -> v0 fallback)`,
     );
   }
+}
+
+/**
+ * The page's camera uplink from a stats() result: the PeerConnection that
+ * sends video, its bandwidth estimate, how many simulcast layers it has and
+ * the top one.
+ */
+function uplinkOf(stats) {
+  for (const pc of stats.peerConnections) {
+    const video = (pc.outbound ?? []).filter((o) => o.kind === 'video');
+    if (video.length === 0) continue;
+    // livekit-client names its layers q, h and f, low to high.
+    const top = video.find((o) => o.rid === 'f') ?? video.reduce((a, b) => ((b.frameWidth ?? 0) > (a.frameWidth ?? 0) ? b : a));
+    return { estimate: pc.availableOutgoingBitrate, layers: video.length, top };
+  }
+  return undefined;
 }
 
 /** Per remote identity: the camera and microphone entries of a stats() result. */
