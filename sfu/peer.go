@@ -599,6 +599,12 @@ func (p *Peer) CreateDataChannel(label string, init *webrtc.DataChannelInit) (*w
 func (p *Peer) Close() error {
 	var closeErr error
 	err := p.call(func() error {
+		// A state change queued behind this function must not start the
+		// own path (and its goroutine) on a closed connection.
+		if p.secrets != nil {
+			p.secrets.forget()
+			p.secrets = nil
+		}
 		if in := p.in.Load(); in != nil {
 			in.close()
 			p.log.Debug("receive path closed", "packets", in.packets.Load())

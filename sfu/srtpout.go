@@ -118,6 +118,14 @@ func (k *dtlsSecrets) ExportKeyingMaterial(label string, context []byte, length 
 	return prf.PHash(k.masterSecret, seed, length, h)
 }
 
+// forget wipes the master secret.
+func (k *dtlsSecrets) forget() {
+	k.mu.Lock()
+	clear(k.masterSecret)
+	k.masterSecret = nil
+	k.mu.Unlock()
+}
+
 // contexts returns the SRTP contexts for what the SFU sends and for what
 // it receives, and forgets the master secret.
 func (k *dtlsSecrets) contexts() (local, remote *srtp.Context, err error) {
@@ -131,10 +139,7 @@ func (k *dtlsSecrets) contexts() (local, remote *srtp.Context, err error) {
 	if err := cfg.ExtractSessionKeysFromDTLS(k, false); err != nil {
 		return nil, nil, err
 	}
-	k.mu.Lock()
-	clear(k.masterSecret)
-	k.masterSecret = nil
-	k.mu.Unlock()
+	k.forget()
 	if local, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile); err != nil {
 		return nil, nil, err
 	}
