@@ -33,20 +33,9 @@ func testOwnWritePath(t *testing.T, network webrtc.NetworkType) {
 	}
 	defer s.Close()
 
-	// The client: pion, restricted to one network type, answering the
-	// SFU's offers as LiveKit's subscriber connection does.
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{network})
-	se.SetIncludeLoopbackCandidate(true)
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	client, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	// The client answers the SFU's offers as LiveKit's subscriber
+	// connection does.
+	client := loopbackClient(t, network)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -146,6 +135,26 @@ func testOwnWritePath(t *testing.T, network webrtc.NetworkType) {
 }
 
 // answer gives the client the SFU's offer and the SFU the client's answer.
+// loopbackClient is a pion PeerConnection with the default codecs that
+// gathers loopback candidates of one network type only. It is closed when
+// the test ends.
+func loopbackClient(t *testing.T, network webrtc.NetworkType) *webrtc.PeerConnection {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{network})
+	se.SetIncludeLoopbackCandidate(true)
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	client, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
+}
+
 func answer(client *webrtc.PeerConnection, p *Peer, offer webrtc.SessionDescription, id uint32) error {
 	if err := client.SetRemoteDescription(offer); err != nil {
 		return err
