@@ -52,14 +52,15 @@ type Peer struct {
 
 	sfu *SFU
 
-	pc      *webrtc.PeerConnection
-	batch   *udpbatch.Conn // the SFU's UDP socket, for fan-out batching
-	secrets *dtlsSecrets
-	tcps    *tcpConns
-	cfg     PeerConfig
-	log     *slog.Logger
-	wake    chan struct{} // size 1: a pending-work signal, coalesced
-	done    chan struct{}
+	pc       *webrtc.PeerConnection
+	batch    *udpbatch.Conn // the SFU's UDP socket, for fan-out batching
+	secrets  *dtlsSecrets
+	tcps     *tcpConns
+	cfg      PeerConfig
+	log      *slog.Logger
+	wake     chan struct{} // size 1: a pending-work signal, coalesced
+	done     chan struct{}
+	stopOnce sync.Once // closes done
 
 	mu     sync.Mutex // guards the following fields
 	queue  []func()
@@ -330,6 +331,9 @@ func (p *Peer) HandleOffer(sdp string, id uint32) error {
 		if err := p.pc.SetLocalDescription(answer); err != nil {
 			return fmt.Errorf("sfu: apply answer: %w", err)
 		}
+		if in := p.in.Load(); in != nil {
+			in.refreshTransportCC() // the offer may bring the first media sections
+		}
 		if p.cfg.OnDescription != nil {
 			p.cfg.OnDescription(*p.pc.LocalDescription(), id, p.midMap())
 		}
@@ -599,8 +603,14 @@ func (p *Peer) CreateDataChannel(label string, init *webrtc.DataChannelInit) (*w
 func (p *Peer) Close() error {
 	var closeErr error
 	err := p.call(func() error {
-		// A state change queued behind this function must not start the
-		// own path (and its goroutine) on a closed connection.
+		// Nothing queued behind this function runs (a state change that
+		// pion queued while the connection was closing would otherwise
+		// start the own path, or file the Peer as a receiver, again), and
+		// nothing is queued from now on.
+		p.mu.Lock()
+		p.closed = true
+		p.queue = nil
+		p.mu.Unlock()
 		if p.secrets != nil {
 			p.secrets.forget()
 			p.secrets = nil
@@ -619,12 +629,10 @@ func (p *Peer) Close() error {
 		return nil
 	})
 	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		p.queue = nil
-		close(p.done)
-	}
+	p.closed = true
+	p.queue = nil
 	p.mu.Unlock()
+	p.stopOnce.Do(func() { close(p.done) })
 	if errors.Is(err, ErrClosed) {
 		return nil
 	}

@@ -52,30 +52,58 @@ func TestCloseBeforeConnectedStartsNoPath(t *testing.T) {
 	if err := p.HandleOffer(client.LocalDescription().SDP, 1); err != nil {
 		t.Fatal(err)
 	}
+	var ans webrtc.SessionDescription
 	select {
-	case ans := <-answers:
-		if err := client.SetRemoteDescription(ans); err != nil {
-			t.Fatal(err)
-		}
+	case ans = <-answers:
 	case <-ctx.Done():
 		t.Fatal("no answer")
 	}
+	select {
+	case <-webrtc.GatheringCompletePromise(p.pc): // no more candidates to queue
+	case <-ctx.Done():
+		t.Fatal("the SFU did not gather its candidates")
+	}
 
-	// Hold the loop, queue Close behind it, and let the connection come
-	// up, so that its state change queues behind Close.
+	// Hold the loop and queue Close behind it before the client has the
+	// answer, so that the connection can only come up after Close is
+	// queued, and its state change queues behind Close.
 	release := make(chan struct{})
-	p.enqueue(func() { <-release })
-	closed := make(chan error, 1)
-	go func() { closed <- p.Close() }()
-	for p.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+	defer func() {
 		select {
-		case <-ctx.Done():
+		case <-release:
+		default:
 			close(release)
-			t.Fatalf("the connection did not come up: %v", p.pc.ConnectionState())
-		case <-time.After(10 * time.Millisecond):
+		}
+	}()
+	running := make(chan struct{})
+	p.enqueue(func() { close(running); <-release })
+	<-running
+	queued := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.queue)
+	}
+	waitQueue := func(n int, what string) {
+		t.Helper()
+		for queued() < n {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("waiting for %s: %d queued", what, queued())
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // pion hands the state change to the loop
+	base := queued()
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	waitQueue(base+1, "Close to be queued")
+	if err := client.SetRemoteDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	waitQueue(base+2, "the connected state change to be queued")
+	if st := p.pc.ConnectionState(); st != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("the queue grew, but the connection is %v", st)
+	}
 	close(release)
 	select {
 	case err := <-closed:
@@ -85,9 +113,11 @@ func TestCloseBeforeConnectedStartsNoPath(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Close did not return")
 	}
-	time.Sleep(100 * time.Millisecond) // the loop drains what was queued
-	if in := p.in.Load(); in != nil {
-		in.close()
+	// Whatever was queued behind Close is dropped: the loop has stopped.
+	if n := queued(); n != 0 {
+		t.Errorf("%d functions still queued after Close", n)
+	}
+	if p.in.Load() != nil {
 		t.Fatal("the own receive path started on a closed connection")
 	}
 }

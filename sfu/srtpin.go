@@ -111,6 +111,20 @@ func transportCCID(pc *webrtc.PeerConnection) uint8 {
 	return 0
 }
 
+// refreshTransportCC looks the transport-cc id up again. A connection may
+// have had no media section when DTLS came up (a publisher on /rtc
+// negotiates its data channel first): the id then comes with the offer
+// that adds media, and a layer's start checks again. Not with in.mu held.
+func (in *srtpIn) refreshTransportCC() {
+	id := transportCCID(in.p.pc)
+	if id == 0 {
+		return
+	}
+	in.mu.Lock()
+	in.twccID = id
+	in.mu.Unlock()
+}
+
 // writeRTCP sends the chain's RTCP while this path runs.
 func (in *srtpIn) writeRTCP(pkts []rtcp.Packet, _ interceptor.Attributes) (int, error) {
 	if !in.active.Load() {
@@ -161,15 +175,9 @@ func (in *srtpIn) add(l *upLayer) {
 		}
 		return len(st.pkt), a, nil
 	}))
-	// A connection may have had no media section when DTLS came up (a
-	// publisher on /rtc negotiates its data channel first): the id comes
-	// with the first layer then.
-	id := transportCCID(in.p.pc)
+	in.refreshTransportCC()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if id != 0 {
-		in.twccID = id
-	}
 	in.subs[info.SSRC] = st
 	in.publishLocked()
 }
