@@ -31,24 +31,12 @@ const (
 
 	// harnessTimeoutMs bounds the browser run inside run.mjs, from starting
 	// Chromium to the last check.
-	harnessTimeoutMs = 90_000
+	harnessTimeoutMs = 120_000
 	// nodeTimeout bounds the node process itself: the harness's own timeout
 	// plus closing the browser and writing the report.
 	nodeTimeout = harnessTimeoutMs*time.Millisecond + 40*time.Second
 )
 
-// TestBrowserJoinAndResume runs three real livekit-client 2.23.0 participants
-// in headless Chromium against an in-process Stoa: two with the SDK's default
-// singlePeerConnection (/rtc/v1, one PeerConnection) and one with
-// singlePeerConnection:false (/rtc, two). Every participant must decode the
-// others' simulcast camera and receive their microphone, and Chromium's
-// bandwidth estimate for its own camera must rise on Stoa's transport-cc
-// feedback until the 1280x720 layer is encoded; then each kind of
-// participant in turn loses its signalling WebSocket for 2.5 s and must
-// resume the same session (same participant sid, no Disconnected event, the
-// others never see it leave) with media flowing again.
-//
-// It needs Chromium and web/node_modules; `make -C web test` installs both.
 // uplinkMinBps is the bandwidth estimate every page must reach: above the
 // lower two layers' 160 + 450 kbit/s, so that the top layer runs. Without
 // transport-cc feedback Chromium's estimate falls to its 30 kbit/s floor
@@ -56,6 +44,18 @@ const (
 // 1 Mbit/s within a second or two.
 const uplinkMinBps = 1_000_000
 
+// TestBrowserJoinAndResume runs three real livekit-client 2.23.0 participants
+// in headless Chromium against an in-process Stoa: two with the SDK's default
+// singlePeerConnection (/rtc/v1, one PeerConnection) and one with
+// singlePeerConnection:false (/rtc, two). Every participant must decode the
+// others' simulcast camera and receive their microphone, and Chromium's
+// bandwidth estimate for its own camera must rise on Stoa's transport-cc
+// feedback until its top simulcast layer (1280x720) encodes; then each kind of
+// participant in turn loses its signalling WebSocket for 2.5 s and must
+// resume the same session (same participant sid, no Disconnected event, the
+// others never see it leave) with media flowing again.
+//
+// It needs Chromium and web/node_modules; `make -C web test` installs both.
 func TestBrowserJoinAndResume(t *testing.T) {
 	requireHarness(t)
 	buildBundle(t)

@@ -175,6 +175,8 @@ func (c *compareConfig) pinCPUs() {
 		return
 	}
 	if err := pinSelf(split.generator); err != nil {
+		// Some threads may have moved: put them all back.
+		_ = pinSelf(cpus)
 		c.pinNote = err.Error()
 		return
 	}

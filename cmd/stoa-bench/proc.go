@@ -77,11 +77,12 @@ func procRSS(pid int) (uint64, error) {
 
 // machineIdle returns the idle and iowait time of all CPUs since boot and
 // how many CPUs there are, from /proc/stat. Busy time over a window is the
-// rest of the window's wall time: the kernel measures idle time exactly
-// (with the tick stopped, it is the time spent asleep), while its user,
-// system and softirq counters are sampled at the tick, and a CPU woken for
-// a few hundred microseconds at a time, as one running only a server is,
-// gets whole ticks of those charged to the idle task.
+// rest of the window's wall time, steal included: with the tick stopped on
+// idle CPUs (NO_HZ, the kernels' default) the kernel measures idle time as
+// the time spent asleep, while its user, system and softirq counters are
+// sampled at the tick, and a CPU woken for a few hundred microseconds at a
+// time, as one running only a server is, gets whole ticks of those charged
+// to the idle task.
 func machineIdle() (idle time.Duration, cpus int, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {

@@ -397,7 +397,7 @@ class Run {
       const first = !prev;
       prev = cur;
       if (first) return { done: false, detail: 'first sample' };
-      return { done: waiting.length === 0, detail: waiting.join('; '), seen };
+      return { done: waiting.length === 0, detail: `${waiting.join('; ')} (now: ${seen.join('; ')})`, seen };
     }, 1000);
     log(`uplink: ${r.seen.join('; ')}`);
     return { pages: r.seen };
