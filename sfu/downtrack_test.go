@@ -341,18 +341,9 @@ func BenchmarkDownTrackWriteRTP(b *testing.B) {
 func BenchmarkFanOut(b *testing.B) {
 	up := NewUpTrack("TR_bench", webrtc.RTPCodecTypeVideo, vp8Codec, 1, nil)
 	for range 50 {
-		d := up.NewDownTrack("PA_x|TR_bench", 0)
-		if _, err := d.Bind(&fakeContext{codecs: []webrtc.RTPCodecParameters{vp8Codec}, w: discard{}}); err != nil {
-			b.Fatal(err)
-		}
-		d.setReady(true)
-		up.addDownTrack(d)
+		benchSubscribe(b, up, discard{})
 	}
-	src := &layerSource{h: rtp.Header{Version: 2, SSRC: 1, SequenceNumber: 1}, pid: 1}
-	h, p := src.next(true, true)
-	for _, d := range *up.downs.Load() {
-		d.writeRTP(0, h, p, true, 1)
-	}
+	h, p := benchKeyframe(up)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -361,4 +352,27 @@ func BenchmarkFanOut(b *testing.B) {
 			d.writeRTP(0, h, p, false, int64(i))
 		}
 	}
+}
+
+// benchSubscribe adds to up a DownTrack bound to a fake connection that
+// writes to w, ready to forward.
+func benchSubscribe(b *testing.B, up *UpTrack, w webrtc.TrackLocalWriter) {
+	b.Helper()
+	d := up.NewDownTrack("PA_x|"+up.ID(), 0)
+	if _, err := d.Bind(&fakeContext{codecs: []webrtc.RTPCodecParameters{vp8Codec}, w: w}); err != nil {
+		b.Fatal(err)
+	}
+	d.setReady(true)
+	up.addDownTrack(d)
+}
+
+// benchKeyframe forwards a first keyframe to every DownTrack of up, so that
+// they forward what follows, and returns its header and payload.
+func benchKeyframe(up *UpTrack) (*rtp.Header, []byte) {
+	src := &layerSource{h: rtp.Header{Version: 2, SSRC: 1, SequenceNumber: 1}, pid: 1}
+	h, p := src.next(true, true)
+	for _, d := range *up.downs.Load() {
+		d.writeRTP(0, h, p, true, 1)
+	}
+	return h, p
 }

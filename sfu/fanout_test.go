@@ -48,19 +48,9 @@ func fanOutRoom(b *testing.B, n int) (*upLayer, *rtp.Header, []byte) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { rc.Close() })
-		d := up.NewDownTrack("PA_x|TR_fan", 0)
-		w := udpWriter{conn: conn, to: rc.LocalAddr().(*net.UDPAddr).AddrPort()}
-		if _, err := d.Bind(&fakeContext{codecs: []webrtc.RTPCodecParameters{vp8Codec}, w: w}); err != nil {
-			b.Fatal(err)
-		}
-		d.setReady(true)
-		up.addDownTrack(d)
+		benchSubscribe(b, up, udpWriter{conn: conn, to: rc.LocalAddr().(*net.UDPAddr).AddrPort()})
 	}
-	src := &layerSource{h: rtp.Header{Version: 2, SSRC: 1, SequenceNumber: 1}, pid: 1}
-	h, p := src.next(true, true)
-	for _, d := range *up.downs.Load() {
-		d.writeRTP(0, h, p, true, 1)
-	}
+	h, p := benchKeyframe(up)
 	return l, h, p
 }
 
