@@ -628,10 +628,8 @@ func (p *Peer) Close() error {
 		p.pending = nil
 		return nil
 	})
-	p.mu.Lock()
-	p.closed = true
-	p.queue = nil
-	p.mu.Unlock()
+	// The function above ran (it marked the Peer closed), or an earlier
+	// Close's did: either way nothing more is queued.
 	p.stopOnce.Do(func() { close(p.done) })
 	if errors.Is(err, ErrClosed) {
 		return nil

@@ -114,18 +114,23 @@ func boundTrack(rid string, w *captureWriter) *sendTrack {
 	return t
 }
 
-// The generator's VP8 must look like an encoder's to an SFU: payload
-// descriptors that pion's depacketizer accepts, a keyframe first and after
-// a PLI, consecutive picture ids, the marker on each frame's last packet,
-// the rid and mid extensions, and a trailer on every packet.
-func TestVideoFrames(t *testing.T) {
+// capturedVideo is publisher pub's video source, paced or not, whose three
+// layers write into the returned captureWriters.
+func capturedVideo(pub int, paced bool) (*videoSource, *[3]captureWriter) {
 	var w [3]captureWriter
 	var tracks [3]*sendTrack
 	for i := range tracks {
 		tracks[i] = boundTrack(layerSpecs()[i].rid, &w[i])
 	}
-	var c pubCounters
-	v := newVideoSource(5, tracks, &c, func() uint32 { return 1000 }, false)
+	return newVideoSource(pub, tracks, &pubCounters{}, func() uint32 { return 1000 }, paced), &w
+}
+
+// The generator's VP8 must look like an encoder's to an SFU: payload
+// descriptors that pion's depacketizer accepts, a keyframe first and after
+// a PLI, consecutive picture ids, the marker on each frame's last packet,
+// the rid and mid extensions, and a trailer on every packet.
+func TestVideoFrames(t *testing.T) {
+	v, w := capturedVideo(5, false)
 	buf := make([]byte, 1500)
 	var h rtp.Header
 	var exts [4]rtp.Extension
@@ -361,13 +366,7 @@ func TestDelaySource(t *testing.T) {
 // A paced source spreads a frame's packets at the pacing rate, as a
 // browser's pacer does; the send times in the trailers show it.
 func TestVideoPaced(t *testing.T) {
-	var w [3]captureWriter
-	var tracks [3]*sendTrack
-	for i := range tracks {
-		tracks[i] = boundTrack(layerSpecs()[i].rid, &w[i])
-	}
-	var c pubCounters
-	v := newVideoSource(1, tracks, &c, func() uint32 { return 1000 }, true)
+	v, w := capturedVideo(1, true)
 	buf := make([]byte, 1500)
 	var h rtp.Header
 	var exts [4]rtp.Extension
